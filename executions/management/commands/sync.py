@@ -1,0 +1,139 @@
+"""`python manage.py sync`: one full sync cycle in the foreground, without Celery."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from executions import aws, sync
+from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
+from executions.models import Execution, StateMachine
+
+# Give up after this many throttled batches in a row (with growing pauses).
+MAX_THROTTLED_BATCHES = 12
+
+
+class Command(BaseCommand):
+    help = (
+        "Run one full sync cycle in the foreground: discover state machines, list their "
+        "executions, describe what changed and fetch new history events. Prints what it did."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--state-machine", metavar="ARN", help="sync only this state machine")
+        parser.add_argument("--execution", metavar="ARN", help="sync only this execution")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        total = sync.Stats()
+        if options["execution"]:
+            self._one_execution(options["execution"], total)
+        else:
+            self._cycle(options["state_machine"], total)
+        self.stdout.write(total.summary())
+        for error in total.errors:
+            self.stderr.write(f"error: {error}")
+        if total.errors and not total.executions_synced and not total.state_machines:
+            raise CommandError("the sync did nothing: see the errors above")
+
+    def _one_execution(self, arn: str, total: sync.Stats) -> None:
+        try:
+            parse_execution_arn(arn)
+        except NotAnArn as exc:
+            raise CommandError(str(exc)) from None
+        ex = Execution.objects.filter(arn=arn).first()
+        if ex is None:
+            try:
+                with aws.count_calls() as calls:
+                    sync.import_execution(arn)
+            except aws.NotFound:
+                raise CommandError(f"AWS does not know the execution {arn}") from None
+            except aws.AwsError as exc:
+                raise CommandError(f"could not look up {arn}: {exc.message}") from None
+            total.calls.update(calls)
+            total.executions_new += 1
+            total.executions_synced += 1
+            return
+        if ex.is_open:
+            # Asked for by name: read its status now rather than trust the cache.
+            Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
+        self._executions([ex.pk], ex.state_machine.region, total)
+
+    def _cycle(self, state_machine_arn: str | None, total: sync.Stats) -> None:
+        if state_machine_arn:
+            try:
+                parsed = parse_state_machine_arn(state_machine_arn)
+            except NotAnArn as exc:
+                raise CommandError(str(exc)) from None
+            sm = StateMachine.objects.filter(arn=state_machine_arn).first()
+            if sm is None:
+                self._patiently(
+                    functools.partial(sync.discover_state_machines, parsed.region), total
+                )
+                sm = StateMachine.objects.filter(arn=state_machine_arn).first()
+                if sm is None:
+                    raise CommandError(f"AWS has no state machine {state_machine_arn}")
+            machines = [sm]
+        else:
+            for region in settings.SFNUI_REGIONS:
+                self._patiently(functools.partial(sync.discover_state_machines, region), total)
+            machines = list(
+                StateMachine.objects.filter(region__in=settings.SFNUI_REGIONS).exclude(
+                    status="DELETED"
+                )
+            )
+        for sm in machines:
+            self._patiently(functools.partial(sync.list_state_machine, sm), total)
+        # Everything that was due when the cycle started; running executions
+        # come due again later, in the next cycle.
+        due = Execution.objects.filter(
+            state_machine__in=machines, sync_due_at__lte=timezone.now()
+        ).order_by("sync_due_at")
+        pending = list(due.values_list("pk", "state_machine__region"))
+        by_region: dict[str, list[int]] = {}
+        for pk, region in pending:
+            by_region.setdefault(region, []).append(pk)
+        for region, pks in by_region.items():
+            self._executions(pks, region, total)
+
+    def _patiently(self, step: Callable[[], sync.Stats], total: sync.Stats) -> None:
+        """Run a step again, after a growing pause, for as long as AWS throttles it."""
+        for attempt in range(1, MAX_THROTTLED_BATCHES + 1):
+            stats = step()
+            if not stats.throttled:
+                total.merge(stats)
+                return
+            stats.errors = [e for e in stats.errors if not e.startswith("throttled")]
+            stats.throttled = False
+            total.merge(stats)
+            time.sleep(min(2.0**attempt, 30.0))
+        raise CommandError("AWS kept throttling; try again later")
+
+    def _executions(self, pks: list[int], region: str, total: sync.Stats) -> None:
+        remaining = list(pks)
+        throttled_in_a_row = 0
+        while remaining:
+            batch, remaining = remaining[:200], remaining[200:]
+            stats = sync.sync_executions(batch, region)
+            if stats.throttled:
+                # Slow down, then go on where the batch stopped.
+                throttled_in_a_row += 1
+                if throttled_in_a_row > MAX_THROTTLED_BATCHES:
+                    total.merge(stats)
+                    raise CommandError(
+                        f"AWS kept throttling {region}; {len(stats.unfinished) + len(remaining)} "
+                        "executions left for the next sync"
+                    )
+                stats.errors = [e for e in stats.errors if not e.startswith("throttled")]
+                remaining = stats.unfinished + remaining
+                stats.unfinished = []
+                time.sleep(min(2.0**throttled_in_a_row, 30.0))
+            else:
+                throttled_in_a_row = 0
+            stats.throttled = False
+            total.merge(stats)

@@ -1,0 +1,247 @@
+"""The cache: what the sync has read from AWS, and what people did here."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+OPEN_STATUSES = ("RUNNING", "PENDING_REDRIVE")
+TERMINAL_EVENT_TYPES = (
+    "ExecutionSucceeded",
+    "ExecutionFailed",
+    "ExecutionAborted",
+    "ExecutionTimedOut",
+)
+
+
+class ExecutionStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"
+
+
+class StateMachine(models.Model):
+    arn = models.CharField(max_length=2048, unique=True)
+    name = models.CharField(max_length=80)
+    type = models.CharField(max_length=16, default="STANDARD")  # STANDARD | EXPRESS
+    region = models.CharField(max_length=32)
+    account = models.CharField(max_length=16)
+    definition = models.TextField(blank=True)
+    role_arn = models.CharField(max_length=2048, blank=True)
+    # ACTIVE or DELETING as AWS says; DELETED when ListStateMachines stopped
+    # returning it (its executions stay in the cache).
+    status = models.CharField(max_length=16, default="ACTIVE")
+    creation_date = models.DateTimeField(null=True, blank=True)
+    described_at = models.DateTimeField(null=True, blank=True)
+
+    # Listing: every execution that started at or before `list_watermark` is
+    # known. It only moves after a listing reached it, so a listing killed
+    # halfway is redone from the top instead of leaving a gap.
+    list_watermark = models.DateTimeField(null=True, blank=True)
+    listed_at = models.DateTimeField(null=True, blank=True)
+    list_due_at = models.DateTimeField(null=True, blank=True)
+    list_interval = models.FloatField(default=0)
+    list_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # The scheduler: which state machines are due for a listing.
+            models.Index(fields=["list_due_at"], name="sm_list_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Execution(models.Model):
+    arn = models.CharField(max_length=2048, unique=True)
+    name = models.CharField(max_length=256)
+    state_machine = models.ForeignKey(
+        StateMachine, on_delete=models.CASCADE, related_name="executions"
+    )
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    start_date = models.DateTimeField()
+    stop_date = models.DateTimeField(null=True, blank=True)
+    # NULL is "AWS gave none" (no output while running, no error on success),
+    # which the pages tell apart from an empty string.
+    input = models.TextField(null=True, blank=True)  # noqa: DJ001
+    output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    error = models.TextField(null=True, blank=True)  # noqa: DJ001
+    cause = models.TextField(null=True, blank=True)  # noqa: DJ001
+    redrive_count = models.IntegerField(default=0)
+    redrive_date = models.DateTimeField(null=True, blank=True)
+    redrive_status = models.CharField(max_length=32, blank=True)
+    redrive_status_reason = models.TextField(blank=True)
+    map_run_arn = models.CharField(max_length=2048, blank=True)
+    state_machine_version_arn = models.CharField(max_length=2048, blank=True)
+    state_machine_alias_arn = models.CharField(max_length=2048, blank=True)
+
+    # Sync bookkeeping.
+    # Every event with an id up to this one is stored. It only moves once a
+    # whole incremental fetch is stored, so a fetch killed halfway is redone.
+    last_event_id = models.IntegerField(default=0)
+    # The execution is closed and its final event is stored: no more calls,
+    # unless a redrive reopens it.
+    history_complete = models.BooleanField(default=False)
+    # Set when a listing saw a new execution or a change of status or redrive
+    # count; DescribeExecution clears it.
+    needs_describe = models.BooleanField(default=True)
+    described_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    # When the scheduler should sync it next; null when nothing is left to do.
+    sync_due_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.TextField(blank=True)
+    sync_failures = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The list's default order: newest first, keyset on (start, id).
+            models.Index(fields=["-start_date", "-id"], name="exec_start_idx"),
+            # The list filtered by status (counts per status too).
+            models.Index(fields=["status", "-start_date", "-id"], name="exec_status_start_idx"),
+            # The list filtered by state machine, and state machine pages.
+            models.Index(fields=["state_machine", "-start_date", "-id"], name="exec_sm_start_idx"),
+            # The list filtered by state machine and status at once.
+            models.Index(
+                fields=["state_machine", "status", "-start_date"],
+                name="exec_sm_status_start_idx",
+            ),
+            # Name search by prefix (varchar_pattern_ops on PostgreSQL makes
+            # LIKE 'abc%' use it whatever the collation).
+            models.Index(fields=["name"], name="exec_name_idx", opclasses=["varchar_pattern_ops"]),
+            # The scheduler's work queue: executions with something left to sync.
+            models.Index(
+                fields=["sync_due_at"],
+                name="exec_sync_due_idx",
+                condition=Q(sync_due_at__isnull=False),
+            ),
+            # The running set of a state machine, compared with ListExecutions(RUNNING).
+            models.Index(
+                fields=["state_machine", "start_date"],
+                name="exec_running_idx",
+                condition=Q(status__in=OPEN_STATUSES),
+            ),
+        ]
+        permissions = [("stop_execution", "Can stop a running execution")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class HistoryEvent(models.Model):
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    event_id = models.IntegerField()
+    previous_event_id = models.IntegerField(default=0)
+    timestamp = models.DateTimeField()
+    type = models.CharField(max_length=64)
+    # The one `*EventDetails` member of the event, under its own name, so that
+    # history.json gives the event back as AWS sent it.
+    details_key = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One row per event however often, or however concurrently, it is
+            # fetched; also serves the history's ordered scan.
+            models.UniqueConstraint(
+                fields=["execution", "event_id"], name="event_execution_id_uniq"
+            ),
+        ]
+        indexes = [
+            # The history's event type filter.
+            models.Index(fields=["execution", "type", "event_id"], name="event_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} [{self.event_id}]"
+
+
+class StopRequest(models.Model):
+    """One attempt to stop an execution from this dashboard: sent, refused or failed."""
+
+    class Outcome(models.TextChoices):
+        STOPPED = "STOPPED"
+        REFUSED = "REFUSED"  # already finished: nothing was sent
+        FAILED = "FAILED"  # AWS answered with an error or could not be reached
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="stops")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept as text too: the audit outlives a deleted user.
+    username = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    error = models.CharField(max_length=256, blank=True)
+    cause = models.TextField(blank=True)
+    status_before = models.CharField(max_length=16, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    aws_response = models.TextField(blank=True)
+    batch_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            # The audit page, newest first.
+            models.Index(fields=["-requested_at"], name="stop_requested_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {self.execution_id} by {self.username}"
+
+
+class SyncRun(models.Model):
+    """One piece of sync work: what ran, where, what it cost, what went wrong."""
+
+    class Kind(models.TextChoices):
+        DISCOVER = "discover"  # ListStateMachines in one region
+        LIST = "list"  # ListExecutions of one state machine
+        EXECUTIONS = "executions"  # DescribeExecution / GetExecutionHistory of a batch
+        LOOKUP = "lookup"  # an execution the cache had never seen, asked for by a person
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    region = models.CharField(max_length=32)
+    state_machine = models.ForeignKey(
+        StateMachine, null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_runs"
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # {"ListExecutions": 3, ...}: every HTTP attempt, retries included.
+    api_calls = models.JSONField(default=dict)
+    rows_written = models.IntegerField(default=0)
+    ok = models.BooleanField(default=False)
+    # "throttled" when AWS (or our own budget) asked us to slow down.
+    throttled = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # The sync page: latest runs per region / state machine and kind.
+            models.Index(fields=["region", "kind", "-started_at"], name="syncrun_region_idx"),
+            models.Index(fields=["state_machine", "-started_at"], name="syncrun_sm_idx"),
+            # The warning bar: the newest successful run.
+            models.Index(fields=["-finished_at"], name="syncrun_ok_idx", condition=Q(ok=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.region} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ApiBucket(models.Model):
+    """A token bucket of the API budget, for when there is no Redis (see budget.py)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    tokens = models.FloatField()
+    stamp = models.FloatField()  # time.time() of the last refill
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,80 @@
+"""What the sync should do next: discovery, listings and executions that are due.
+
+Work is claimed by pushing its due time a lease into the future (the tick
+holds a lock, so two ticks never claim at once), and work whose worker died
+is due again when the lease ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from .budget import bucket
+from .models import Execution, StateMachine
+
+
+@dataclass
+class DueWork:
+    regions: list[str] = field(default_factory=list)
+    state_machines: list[int] = field(default_factory=list)
+    # (region, execution pks) batches
+    batches: list[tuple[str, list[int]]] = field(default_factory=list)
+
+
+def claim_due_work(now: dt.datetime | None = None) -> DueWork:
+    now = now or timezone.now()
+    work = DueWork()
+    lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
+
+    for region in settings.SFNUI_REGIONS:
+        # At most one discovery per interval, whoever asks.
+        if cache.add(f"discover-claimed:{region}", 1, timeout=settings.SFNUI_DISCOVER_INTERVAL):
+            work.regions.append(region)
+
+    due_sms = StateMachine.objects.filter(list_due_at__lte=now).order_by("list_due_at")
+    for pk, due_at in due_sms.values_list("pk", "list_due_at")[:500]:
+        if StateMachine.objects.filter(pk=pk, list_due_at=due_at).update(list_due_at=now + lease):
+            work.state_machines.append(pk)
+
+    limit = executions_per_tick()
+    due = (
+        Execution.objects.filter(sync_due_at__lte=now)
+        .order_by("sync_due_at")
+        .values_list("pk", "state_machine__region")[:limit]
+    )
+    by_region: dict[str, list[int]] = defaultdict(list)
+    for pk, region in due:
+        by_region[region].append(pk)
+    for region, pks in by_region.items():
+        claimed = Execution.objects.filter(pk__in=pks, sync_due_at__lte=now)
+        claimed.update(sync_due_at=now + lease)
+        size = settings.SFNUI_SYNC_BATCH
+        for start in range(0, len(pks), size):
+            work.batches.append((region, pks[start : start + size]))
+    return work
+
+
+def executions_per_tick() -> int:
+    """As many executions as the GetExecutionHistory budget allows in one tick
+    (most cost one call), plus a little for the burst; never none."""
+    b = bucket(settings.SFNUI_REGIONS[0], "GetExecutionHistory")
+    return max(10, int(b.rate * settings.SFNUI_SYNC_TICK + b.capacity / 10))
+
+
+def sync_soon(execution: Execution, within: float | None = None) -> bool:
+    """Someone is looking at a running execution: make it due now if it was not
+    synced in the last `within` seconds. Returns whether it was made due."""
+    within = settings.SFNUI_VIEWED_INTERVAL if within is None else within
+    now = timezone.now()
+    fresh = execution.synced_at is not None and (now - execution.synced_at).total_seconds() < within
+    if fresh or not execution.is_open:
+        return False
+    later = Q(sync_due_at__isnull=True) | Q(sync_due_at__gt=now)
+    return bool(Execution.objects.filter(later, pk=execution.pk).update(sync_due_at=now))

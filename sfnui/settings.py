@@ -1,0 +1,300 @@
+"""sfnui settings: one file, read from the environment (see README.md, "Settings")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything the app writes on its own (SQLite file, embedded broker, beat
+# schedule) lives here, so a checkout stays clean and `rm -r var` resets it.
+VAR_DIR = Path(env_str("SFNUI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEVELOPMENT_SECRET_KEY = "django-insecure-sfnui-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", True)
+if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is the development key: "
+        "set DJANGO_SECRET_KEY to a long random value."
+    )
+
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "sfnui.urls"
+WSGI_APPLICATION = "sfnui.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'sfnui.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the worker and beat share one file: WAL lets pages read
+    # while the sync writes, and IMMEDIATE makes writers queue for the lock
+    # instead of failing with "database is locked" halfway through.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so that a Celery worker started by a test sees the
+    # test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "sfnui",
+            # A page must not hang on a Redis that is down.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    # Every process (web, worker, beat) must see the same locks.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "sfnui_cache",
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/executions/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("SFNUI_LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- AWS -------------------------------------------------------------------
+
+SFNUI_REGIONS = env_list("SFNUI_REGIONS", [env_str("AWS_DEFAULT_REGION") or "us-east-1"])
+SFNUI_AWS_ENDPOINT_URL = env_str("SFNUI_AWS_ENDPOINT_URL") or None
+SFNUI_AWS_CONNECT_TIMEOUT = env_float("SFNUI_AWS_CONNECT_TIMEOUT", 3.0)
+SFNUI_AWS_READ_TIMEOUT = env_float("SFNUI_AWS_READ_TIMEOUT", 10.0)
+# botocore's "standard" retry mode; each attempt is counted and paid for from
+# the budget below.
+SFNUI_AWS_MAX_ATTEMPTS = env_int("SFNUI_AWS_MAX_ATTEMPTS", 3)
+
+# The share of each AWS quota the sync may spend; the rest stays for the
+# console, deploys and the workflows themselves.
+SFNUI_API_SHARE = env_float("SFNUI_API_SHARE", 0.5)
+if not 0 < SFNUI_API_SHARE <= 1:
+    raise ImproperlyConfigured("SFNUI_API_SHARE must be above 0 and at most 1")
+# How long one call may wait for budget before the sync gives the work back
+# and tries later.
+SFNUI_API_MAX_WAIT = env_float("SFNUI_API_MAX_WAIT", 5.0)
+# Token buckets per account and region: (burst, refill per second). Defaults
+# are AWS's us-east-1 numbers; SFNUI_API_QUOTAS="ListExecutions=100/2,..."
+# overrides them for smaller regions.
+SFNUI_API_QUOTAS: dict[str, tuple[float, float]] = {
+    "ListStateMachines": (100, 5),
+    "DescribeStateMachine": (200, 20),
+    "ListExecutions": (200, 5),
+    "DescribeExecution": (300, 15),
+    "GetExecutionHistory": (400, 20),
+    "StopExecution": (1000, 200),
+}
+for _item in env_list("SFNUI_API_QUOTAS", []):
+    try:
+        _op, _spec = _item.split("=")
+        _burst, _rate = _spec.split("/")
+        SFNUI_API_QUOTAS[_op.strip()] = (float(_burst), float(_rate))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"SFNUI_API_QUOTAS item {_item!r} is not Operation=burst/rate"
+        ) from None
+
+# --- The sync ----------------------------------------------------------------
+
+# How often beat wakes the scheduler, which then decides what is due.
+SFNUI_SYNC_TICK = env_float("SFNUI_SYNC_TICK", 5.0)
+# State machines are re-discovered this often.
+SFNUI_DISCOVER_INTERVAL = env_float("SFNUI_DISCOVER_INTERVAL", 300.0)
+# A state machine with running executions is listed this often; an idle one
+# backs off up to the maximum.
+SFNUI_LIST_INTERVAL = env_float("SFNUI_LIST_INTERVAL", 10.0)
+SFNUI_LIST_MAX_INTERVAL = env_float("SFNUI_LIST_MAX_INTERVAL", 300.0)
+# A running execution's history is re-read after this share of its age,
+# bounded below and above: young executions often, old ones less.
+SFNUI_RUNNING_MIN_INTERVAL = env_float("SFNUI_RUNNING_MIN_INTERVAL", 5.0)
+SFNUI_RUNNING_MAX_INTERVAL = env_float("SFNUI_RUNNING_MAX_INTERVAL", 60.0)
+# While someone has a running execution open, it is re-synced this often.
+SFNUI_VIEWED_INTERVAL = env_float("SFNUI_VIEWED_INTERVAL", 3.0)
+# A claimed execution that was not finished (worker killed) is due again after this.
+SFNUI_SYNC_LEASE = env_float("SFNUI_SYNC_LEASE", 120.0)
+# Executions handed to one task.
+SFNUI_SYNC_BATCH = env_int("SFNUI_SYNC_BATCH", 20)
+# Pages warn when the newest successful sync is older than this.
+SFNUI_STALE_AFTER = env_float("SFNUI_STALE_AFTER", 120.0)
+# Sync runs older than this are deleted.
+SFNUI_SYNC_RUN_RETENTION_DAYS = env_int("SFNUI_SYNC_RUN_RETENTION_DAYS", 7)
+
+# --- Celery ------------------------------------------------------------------
+
+CELERY_TASK_DEFAULT_QUEUE = env_str("SFNUI_QUEUE", "sfnui")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+else:
+    # The embedded broker: kombu's filesystem transport under var/, shared by
+    # every process on this machine, no server needed.
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A page that enqueues a sync must not hang on a broker that is down.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+CELERY_TASK_IGNORE_RESULT = True
+# Every task is an idempotent upsert, so a task that dies with its worker is
+# simply run again.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "sync-tick": {"task": "executions.tasks.sync_tick", "schedule": SFNUI_SYNC_TICK},
+    "prune-sync-runs": {"task": "executions.tasks.prune_sync_runs", "schedule": 3600.0},
+}

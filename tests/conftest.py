@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from django.core.cache import cache
+
+# Never real AWS from the tests: fake credentials, and every client points at
+# the fake endpoint (see the `fake_aws` fixture).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+# pytest-django's live_server runs in a thread next to async-aware code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from fakeaws import FakeAwsServer
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/sfn"
+# Plenty of budget, so that tests of anything else never wait for tokens.
+UNLIMITED = {
+    op: (1e6, 1e6)
+    for op in (
+        "ListStateMachines",
+        "DescribeStateMachine",
+        "ListExecutions",
+        "DescribeExecution",
+        "GetExecutionHistory",
+        "StopExecution",
+    )
+}
+
+
+@pytest.fixture(scope="session")
+def fake_aws_server() -> Iterator[FakeAwsServer]:
+    with FakeAwsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_aws(fake_aws_server: FakeAwsServer, settings: Any) -> FakeAwsServer:
+    """A clean fake Step Functions endpoint (moto in execute mode behind the
+    AWS-faithful layer), with the app pointed at it."""
+    fake_aws_server.reset()
+    settings.SFNUI_AWS_ENDPOINT_URL = fake_aws_server.url
+    settings.SFNUI_REGIONS = [REGION]
+    return fake_aws_server
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings: Any) -> None:
+    # Locks and budgets live in the shared cache, which outlives the test
+    # database's rollback.
+    cache.clear()
+    settings.SFNUI_API_QUOTAS = dict(UNLIMITED)
+    settings.SFNUI_AWS_MAX_ATTEMPTS = 2
+    settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens: no real AWS
+
+
+@pytest.fixture
+def sfn(fake_aws: FakeAwsServer) -> Any:
+    """A boto3 client on the fake endpoint, to create what the tests sync."""
+    return boto3.client("stepfunctions", region_name=REGION, endpoint_url=fake_aws.url)
+
+
+@pytest.fixture
+def make_state_machine(sfn: Any) -> Callable[..., str]:
+    def make(name: str, definition: dict[str, Any]) -> str:
+        arn: str = sfn.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+        return arn
+
+    return make
+
+
+@pytest.fixture
+def start(sfn: Any) -> Callable[..., str]:
+    def start(state_machine_arn: str, name: str, payload: dict[str, Any] | None = None) -> str:
+        arn: str = sfn.start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload or {})
+        )["executionArn"]
+        return arn
+
+    return start
