@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.urls import path, register_converter
+
+from .converters import ExecutionArnConverter, StateMachineArnConverter
+from .views import api, detail, health, history, lists, state_machines, stop
+
+register_converter(ExecutionArnConverter, "arn")
+register_converter(StateMachineArnConverter, "sm_arn")
+
+urlpatterns = [
+    path("executions/", lists.execution_list, name="execution_list"),
+    path("executions/<arn:arn>/", detail.execution_detail, name="execution_detail"),
+    path("executions/<arn:arn>/history/", history.history_page, name="execution_history"),
+    path("executions/<arn:arn>/history.txt", history.history_text, name="execution_history_text"),
+    path("executions/<arn:arn>/history.json", history.history_json, name="execution_history_json"),
+    path("executions/<arn:arn>/stop/", stop.stop_execution, name="execution_stop"),
+    path("state-machines/", state_machines.state_machine_list, name="state_machine_list"),
+    path(
+        "state-machines/<sm_arn:arn>/",
+        state_machines.state_machine_detail,
+        name="state_machine_detail",
+    ),
+    path("sync/", health.sync_health, name="sync_health"),
+    path("healthz", health.healthz, name="healthz"),
+    path("api/executions/", api.execution_list, name="api_execution_list"),
+    path("api/executions/<arn:arn>/", api.execution_detail, name="api_execution_detail"),
+]

@@ -1,0 +1,105 @@
+"""What every view needs: finding an execution by its ARN, or saying why not."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.core.cache import cache
+
+from .. import aws, sync
+from ..arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
+from ..middleware import PageError
+from ..models import Execution, StateMachine
+
+log = logging.getLogger(__name__)
+
+# A link to an execution AWS does not know is answered from memory for this
+# long, so that reloading it does not call AWS each time.
+UNKNOWN_ARN_MEMORY = 60
+
+
+def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
+    """The cached execution; one the cache has never seen is looked up in AWS
+    once (DescribeExecution, then its history) and stored."""
+    try:
+        parse_execution_arn(arn)
+    except NotAnArn:
+        raise PageError(
+            404,
+            "Not an execution ARN",
+            f"{arn[:300]!r} is not a Step Functions execution ARN. It should look like "
+            "arn:aws:states:us-east-1:123456789012:execution:StateMachineName:ExecutionName",
+        ) from None
+    ex = Execution.objects.select_related("state_machine").filter(arn=arn).first()
+    if ex is not None:
+        return ex
+    if not lookup:
+        raise PageError(404, "Execution not in the cache", f"{arn} has not been synced.")
+    if _remembered_unknown(arn):
+        raise _unknown(arn)
+    try:
+        return sync.import_execution(arn)
+    except aws.NotFound:
+        _remember_unknown(arn)
+        raise _unknown(arn) from None
+    except aws.InvalidArn as exc:
+        raise PageError(404, "Not an execution ARN", f"AWS says: {exc.message}") from None
+    except aws.Throttled:
+        raise PageError(
+            503,
+            "AWS is throttling",
+            "AWS asked us to slow down before this execution could be looked up. "
+            "Try again in a few seconds.",
+        ) from None
+    except aws.Unavailable as exc:
+        raise PageError(
+            503,
+            "AWS is unreachable",
+            f"This execution is not in the cache and AWS could not be reached to look it up "
+            f"({exc.code or 'no answer'}). Try again when AWS is reachable.",
+        ) from None
+    except aws.AwsError as exc:
+        raise PageError(502, "AWS refused the lookup", f"{exc.code}: {exc.message}") from None
+
+
+def state_machine_or_404(arn: str) -> StateMachine:
+    try:
+        parse_state_machine_arn(arn)
+    except NotAnArn:
+        raise PageError(
+            404, "Not a state machine ARN", f"{arn[:300]!r} is not a Step Functions state machine ARN."
+        ) from None
+    sm = StateMachine.objects.filter(arn=arn).first()
+    if sm is None:
+        raise PageError(
+            404,
+            "Unknown state machine",
+            f"{arn} is not among the synced state machines (regions synced: see /sync/).",
+        )
+    return sm
+
+
+def _unknown(arn: str) -> PageError:
+    return PageError(
+        404, "Execution not found", f"AWS does not know the execution {arn}. Check the ARN and the region."
+    )
+
+
+def _key(arn: str) -> str:
+    return "unknown-arn:" + hashlib.sha256(arn.encode()).hexdigest()
+
+
+def _remembered_unknown(arn: str) -> bool:
+    try:
+        return bool(cache.get(_key(arn)))
+    except Exception:  # the shared cache (Redis) is down: just ask AWS
+        log.warning("shared cache unavailable", exc_info=True)
+        return False
+
+
+def _remember_unknown(arn: str) -> None:
+    try:
+        cache.set(_key(arn), 1, timeout=UNKNOWN_ARN_MEMORY)
+    except Exception:
+        log.warning("shared cache unavailable", exc_info=True)
