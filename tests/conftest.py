@@ -89,3 +89,31 @@ def start(sfn: Any) -> Callable[..., str]:
         return arn
 
     return start
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    """A signed-in viewer: can see everything, cannot stop."""
+    return django_user_model.objects.create_user(username="viewer", password="viewer-pass-123")
+
+
+@pytest.fixture
+def operator(django_user_model: Any) -> Any:
+    """A user with the permission executions.stop_execution."""
+    from django.contrib.auth.models import Permission
+
+    person = django_user_model.objects.create_user(username="oncall", password="oncall-pass-123")
+    person.user_permissions.add(Permission.objects.get(codename="stop_execution"))
+    return person
+
+
+@pytest.fixture
+def viewer_client(client: Any, user: Any) -> Any:
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def operator_client(client: Any, operator: Any) -> Any:
+    client.force_login(operator)
+    return client
