@@ -185,6 +185,9 @@ class StopRequest(models.Model):
     status_before = models.CharField(max_length=16, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     aws_response = models.TextField(blank=True)
+    # One per rendered confirmation form: a replayed or double-clicked POST
+    # finds its attempt already recorded and sends nothing again.
+    request_token = models.UUIDField(null=True, blank=True, unique=True)
     batch_id = models.UUIDField(null=True, blank=True)
 
     class Meta:

@@ -22,6 +22,7 @@ urlpatterns = [
         name="state_machine_detail",
     ),
     path("sync/", health.sync_health, name="sync_health"),
+    path("audit/", stop.audit_log, name="audit_log"),
     path("healthz", health.healthz, name="healthz"),
     path("api/executions/", api.execution_list, name="api_execution_list"),
     path("api/executions/<arn:arn>/", api.execution_detail, name="api_execution_detail"),

@@ -68,7 +68,9 @@ def state_machine_or_404(arn: str) -> StateMachine:
         parse_state_machine_arn(arn)
     except NotAnArn:
         raise PageError(
-            404, "Not a state machine ARN", f"{arn[:300]!r} is not a Step Functions state machine ARN."
+            404,
+            "Not a state machine ARN",
+            f"{arn[:300]!r} is not a Step Functions state machine ARN.",
         ) from None
     sm = StateMachine.objects.filter(arn=arn).first()
     if sm is None:
@@ -82,7 +84,9 @@ def state_machine_or_404(arn: str) -> StateMachine:
 
 def _unknown(arn: str) -> PageError:
     return PageError(
-        404, "Execution not found", f"AWS does not know the execution {arn}. Check the ARN and the region."
+        404,
+        "Execution not found",
+        f"AWS does not know the execution {arn}. Check the ARN and the region.",
     )
 
 
