@@ -54,10 +54,11 @@ def fake_aws(fake_aws_server: FakeAwsServer, settings: Any) -> FakeAwsServer:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any) -> None:
+def _isolated(settings: Any, django_db_setup: None, django_db_blocker: Any) -> None:
     # Locks and budgets live in the shared cache, which outlives the test
-    # database's rollback.
-    cache.clear()
+    # database's rollback (and, with Redis, the test session).
+    with django_db_blocker.unblock():
+        cache.clear()
     settings.SFNUI_API_QUOTAS = dict(UNLIMITED)
     settings.SFNUI_AWS_MAX_ATTEMPTS = 2
     settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens: no real AWS

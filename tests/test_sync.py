@@ -23,86 +23,15 @@ from tests.helpers import (
     ORDER_PIPELINE,
     PASS,
     PAYMENT,
+    assert_cache_equals_aws,
+    aws_events,
+    cached_events,
     ticking,
     wait_for,
     wait_until_finished,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-# --- What AWS says, and what the cache holds -----------------------------------------
-
-
-def _utc(value: Any) -> Any:
-    return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else value
-
-
-def aws_execution(sfn: Any, arn: str) -> dict[str, Any]:
-    d = sfn.describe_execution(executionArn=arn)
-    return {
-        "arn": d["executionArn"],
-        "state_machine": d["stateMachineArn"],
-        "name": d["name"],
-        "status": d["status"],
-        "start_date": _utc(d["startDate"]),
-        "stop_date": _utc(d.get("stopDate")),
-        "input": d.get("input"),
-        "output": d.get("output"),
-        "error": d.get("error"),
-        "cause": d.get("cause"),
-        "redrive_count": d.get("redriveCount", 0),
-    }
-
-
-def cached_execution(arn: str) -> dict[str, Any]:
-    ex = Execution.objects.select_related("state_machine").get(arn=arn)
-    return {
-        "arn": ex.arn,
-        "state_machine": ex.state_machine.arn,
-        "name": ex.name,
-        "status": ex.status,
-        "start_date": ex.start_date,
-        "stop_date": ex.stop_date,
-        "input": ex.input,
-        "output": ex.output,
-        "error": ex.error,
-        "cause": ex.cause,
-        "redrive_count": ex.redrive_count,
-    }
-
-
-def aws_events(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page["events"])
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
-    return [{k: _utc(v) for k, v in event.items()} for event in events]
-
-
-def cached_events(arn: str) -> list[dict[str, Any]]:
-    out = []
-    for e in HistoryEvent.objects.filter(execution__arn=arn).order_by("event_id"):
-        event: dict[str, Any] = {
-            "timestamp": e.timestamp,
-            "type": e.type,
-            "id": e.event_id,
-            "previousEventId": e.previous_event_id,
-        }
-        if e.details_key:
-            event[e.details_key] = e.details
-        out.append(event)
-    return out
-
-
-def assert_cache_equals_aws(sfn: Any, arns: list[str]) -> None:
-    for arn in arns:
-        assert cached_execution(arn) == aws_execution(sfn, arn), arn
-        assert cached_events(arn) == aws_events(sfn, arn), arn
 
 
 def snapshot() -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""schedule.py and tasks.py: what is due gets handed out once, and work
+whose worker died comes back when its lease ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.utils import timezone
+
+from executions import schedule, tasks
+from executions.locks import held
+from executions.models import Execution, StateMachine
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_due_work_is_claimed_once_and_comes_back_after_the_lease(settings: Any) -> None:
+    settings.SFNUI_SYNC_LEASE = 60
+    sm = factories.state_machine_row(list_due_at=timezone.now())
+    ex = factories.execution_row(sm, status="RUNNING", sync_due_at=timezone.now())
+    settled = factories.execution_row(sm, status="SUCCEEDED", sync_due_at=None)
+
+    first = schedule.claim_due_work()
+    assert first.state_machines == [sm.pk]
+    assert first.batches == [("us-east-1", [ex.pk])]
+    assert first.regions == ["us-east-1"]
+
+    second = schedule.claim_due_work()
+    assert second.state_machines == []
+    assert second.batches == []
+    assert second.regions == []  # discovery is claimed for its interval
+
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=61)):
+        again = schedule.claim_due_work()
+    assert again.batches == [("us-east-1", [ex.pk])]
+    assert settled.pk not in [pk for _, pks in again.batches for pk in pks]
+
+
+def test_batches_follow_the_configured_size(settings: Any) -> None:
+    settings.SFNUI_SYNC_BATCH = 3
+    sm = factories.state_machine_row()
+    for _ in range(7):
+        factories.execution_row(sm, status="RUNNING", sync_due_at=timezone.now())
+    work = schedule.claim_due_work()
+    assert [len(pks) for _, pks in work.batches] == [3, 3, 1]
+
+
+def test_the_tick_follows_the_history_budget(settings: Any) -> None:
+    settings.SFNUI_API_SHARE = 0.5
+    settings.SFNUI_API_QUOTAS = {"GetExecutionHistory": (400, 20)}
+    settings.SFNUI_SYNC_TICK = 5
+    # 10 calls a second for 5 seconds, plus a tenth of the 200-token burst
+    assert schedule.executions_per_tick() == 70
+
+
+def test_a_viewed_running_execution_is_due_now_unless_just_synced(settings: Any) -> None:
+    settings.SFNUI_VIEWED_INTERVAL = 3
+    later = timezone.now() + dt.timedelta(minutes=1)
+    stale = factories.execution_row(
+        status="RUNNING", synced_at=timezone.now() - dt.timedelta(seconds=30), sync_due_at=later
+    )
+    fresh = factories.execution_row(status="RUNNING", synced_at=timezone.now(), sync_due_at=later)
+    done = factories.execution_row(status="SUCCEEDED")
+    assert schedule.sync_soon(stale)
+    assert not schedule.sync_soon(fresh)
+    assert not schedule.sync_soon(done)
+    stale.refresh_from_db()
+    assert stale.sync_due_at <= timezone.now()
+
+
+def test_a_lock_is_exclusive_and_released() -> None:
+    with held("thing", timeout=30) as first:
+        assert first
+        with held("thing", timeout=30) as second:
+            assert not second
+    with held("thing", timeout=30) as again:
+        assert again
+
+
+def test_a_lock_of_a_dead_holder_expires() -> None:
+    assert cache.add("lock:orphan", "someone-killed", timeout=1)
+    with held("orphan", timeout=30) as mine:
+        assert not mine
+    cache.delete("lock:orphan")  # what expiry does; the DB cache cannot be time-travelled
+    with held("orphan", timeout=30) as mine:
+        assert mine
+
+
+def test_the_tick_enqueues_what_is_due(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sm = factories.state_machine_row(list_due_at=timezone.now())
+    ex = factories.execution_row(sm, status="RUNNING", sync_due_at=timezone.now())
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    for name in ("discover", "list_state_machine", "sync_executions"):
+        task = getattr(tasks, name)
+        monkeypatch.setattr(task, "delay", lambda *a, _n=name: sent.append((_n, a)))
+    result = tasks.sync_tick()
+    assert result == {"regions": 1, "state_machines": 1, "executions": 1}
+    assert ("list_state_machine", (sm.pk,)) in sent
+    assert ("sync_executions", ([ex.pk], "us-east-1")) in sent
+
+
+def test_a_tick_that_overlaps_another_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    factories.state_machine_row(list_due_at=timezone.now())
+    with held("sync-tick", timeout=30):
+        assert tasks.sync_tick() == {}
+    assert StateMachine.objects.get().list_due_at <= timezone.now()
+
+
+def test_a_state_machine_task_skips_a_machine_being_listed() -> None:
+    sm = factories.state_machine_row()
+    with held(f"state-machine:{sm.pk}", timeout=30):
+        assert tasks.list_state_machine(sm.pk) == "busy"
+    assert tasks.list_state_machine(999_999) == "gone"
+
+
+def test_sync_now_of_an_unknown_execution_does_nothing() -> None:
+    assert (
+        tasks.sync_execution_now("arn:aws:states:us-east-1:123456789012:execution:a:b") == "unknown"
+    )
+    assert not Execution.objects.exists()

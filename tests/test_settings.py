@@ -1,0 +1,108 @@
+"""sfnui/settings.py: runs out of the box, refuses the development key in production."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_of(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "SFNUI_", "DATABASE_URL", "REDIS_URL"))
+    }
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({'debug': s.DEBUG, 'db': s.DATABASES['default']['ENGINE'], "
+        "'db_name': str(s.DATABASES['default']['NAME']), 'broker': s.CELERY_BROKER_URL, "
+        "'cache': s.CACHES['default']['BACKEND'], 'regions': s.SFNUI_REGIONS, "
+        "'endpoint': s.SFNUI_AWS_ENDPOINT_URL, 'hosts': s.ALLOWED_HOSTS}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "sfnui.settings",
+            "SFNUI_VAR_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_defaults_need_nothing_installed(tmp_path: Path) -> None:
+    import json
+
+    done = settings_of(tmp_path, AWS_DEFAULT_REGION="")
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    assert values["db"] == "django.db.backends.sqlite3"
+    assert values["db_name"] == str(tmp_path / "sfnui.sqlite3")
+    assert values["broker"] == "filesystem://"
+    assert values["cache"] == "django.core.cache.backends.db.DatabaseCache"
+    assert values["regions"] == ["us-east-1"]
+    assert values["endpoint"] is None
+    assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_urls_switch_to_postgresql_and_redis(tmp_path: Path) -> None:
+    import json
+
+    done = settings_of(
+        tmp_path,
+        DATABASE_URL="postgres://sfnui:pw@db.internal:5432/sfnui",
+        REDIS_URL="redis://cache.internal:6379/0",
+        SFNUI_REGIONS="eu-west-1, us-east-1",
+        SFNUI_AWS_ENDPOINT_URL="http://127.0.0.1:5000",
+    )
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    assert values["db"] == "django.db.backends.postgresql"
+    assert values["broker"] == "redis://cache.internal:6379/0"
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["regions"] == ["eu-west-1", "us-east-1"]
+    assert values["endpoint"] == "http://127.0.0.1:5000"
+
+
+def test_production_refuses_the_development_secret_key(tmp_path: Path) -> None:
+    done = settings_of(tmp_path, DJANGO_DEBUG="false")
+    assert done.returncode != 0
+    assert "DJANGO_SECRET_KEY" in done.stderr
+
+
+def test_production_starts_with_its_own_key(tmp_path: Path) -> None:
+    import json
+
+    done = settings_of(
+        tmp_path,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 60,
+        DJANGO_ALLOWED_HOSTS="sfnui.example.com",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hosts"] == ["sfnui.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("SFNUI_AWS_READ_TIMEOUT", "soon"),
+        ("SFNUI_API_SHARE", "2"),
+        ("SFNUI_API_QUOTAS", "ListExecutions"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
+    done = settings_of(tmp_path, **{name: value})
+    assert done.returncode != 0
+    assert name in done.stderr

@@ -1,0 +1,135 @@
+"""`python manage.py sync`: one full cycle in the foreground, a summary, exit 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+
+from executions.models import Execution
+from tests.helpers import LONG_WAIT, PASS, assert_cache_equals_aws, wait_until_finished
+from tests.test_worker import database_url
+
+pytestmark = pytest.mark.django_db
+
+
+def run_sync(*args: str) -> str:
+    out = StringIO()
+    call_command("sync", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def calls(summary: str) -> dict[str, int]:
+    found = re.search(r"API calls: (.*) \(total (\d+)\)", summary)
+    assert found, summary
+    if found.group(1) == "none":
+        return {}
+    return {op: int(n) for op, n in (item.rsplit(" ", 1) for item in found.group(1).split(", "))}
+
+
+@pytest.fixture
+def scenario(
+    make_state_machine: Callable[..., str], start: Callable[..., str], sfn: Any
+) -> dict[str, Any]:
+    hello = make_state_machine("hello", PASS)
+    nightly = make_state_machine("nightly", LONG_WAIT)
+    done = [start(hello, f"hello-{i}") for i in range(3)]
+    running = start(nightly, "nightly-1")
+    wait_until_finished(sfn, done)
+    return {"hello": hello, "nightly": nightly, "done": done, "running": running}
+
+
+def test_a_first_and_a_second_sync(scenario: dict[str, Any], sfn: Any) -> None:
+    first = run_sync()
+    assert "state machines: 2" in first
+    assert "executions: 4 new" in first
+    assert calls(first) == {
+        "DescribeExecution": 4,
+        "DescribeStateMachine": 2,
+        "GetExecutionHistory": 4,
+        "ListExecutions": 3,  # one per machine, and the running set of nightly
+        "ListStateMachines": 1,
+    }
+    assert_cache_equals_aws(sfn, [*scenario["done"], scenario["running"]])
+
+    Execution.objects.filter(arn=scenario["running"]).update(sync_due_at=None)
+    second = calls(run_sync())
+    assert "DescribeExecution" not in second
+    assert "GetExecutionHistory" not in second
+    assert second == {"ListExecutions": 3, "ListStateMachines": 1}
+
+
+def test_it_narrows_to_one_state_machine(scenario: dict[str, Any]) -> None:
+    out = run_sync("--state-machine", scenario["hello"])
+    assert set(Execution.objects.values_list("state_machine__name", flat=True)) == {"hello"}
+    assert calls(out)["DescribeExecution"] == 3
+
+
+def test_it_syncs_one_execution_even_one_it_never_saw(scenario: dict[str, Any], sfn: Any) -> None:
+    out = run_sync("--execution", scenario["done"][0])
+    assert calls(out) == {"DescribeExecution": 1, "GetExecutionHistory": 1}
+    assert list(Execution.objects.values_list("arn", flat=True)) == [scenario["done"][0]]
+    assert_cache_equals_aws(sfn, [scenario["done"][0]])
+    # Settled: asking again costs nothing.
+    assert calls(run_sync("--execution", scenario["done"][0])) == {}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--execution", "not-an-arn", "is not a Step Functions execution ARN"),
+        (
+            "--state-machine",
+            "arn:aws:states:us-east-1:123456789012:execution:a:b",
+            "state machine ARN",
+        ),
+        (
+            "--execution",
+            "arn:aws:states:us-east-1:123456789012:execution:nope:never",
+            "does not know",
+        ),
+    ],
+)
+def test_it_refuses_bad_arns_clearly(fake_aws: Any, option: str, value: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run_sync(option, value)
+
+
+def test_it_fails_clearly_when_aws_is_unreachable(settings: Any) -> None:
+    settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"
+    err = StringIO()
+    with pytest.raises(CommandError, match="did nothing"):
+        call_command("sync", stdout=StringIO(), stderr=err)
+    assert "AWS unreachable" in err.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manage_py_sync_exits_0_and_prints_its_calls(
+    scenario: dict[str, Any], fake_aws: Any
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "SFNUI_AWS_ENDPOINT_URL": fake_aws.url,
+        "SFNUI_REGIONS": "us-east-1",
+        "DJANGO_DEBUG": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "sync"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "API calls: " in done.stdout
+    assert Execution.objects.count() == 4
