@@ -120,6 +120,12 @@ class Execution(models.Model):
                 name="exec_sync_due_idx",
                 condition=Q(sync_due_at__isnull=False),
             ),
+            # Its front: what a listing flagged (new, ended, redriven) goes first.
+            models.Index(
+                fields=["sync_due_at"],
+                name="exec_describe_due_idx",
+                condition=Q(sync_due_at__isnull=False, needs_describe=True),
+            ),
             # The running set of a state machine, compared with ListExecutions(RUNNING).
             models.Index(
                 fields=["state_machine", "start_date"],

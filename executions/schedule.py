@@ -44,21 +44,52 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
             work.state_machines.append(pk)
 
     limit = executions_per_tick()
-    due = (
-        Execution.objects.filter(sync_due_at__lte=now)
+    # What a listing flagged (new, ended, redriven) goes first: that is news
+    # people wait for. Routine re-reads of running histories fill the rest.
+    flagged = (
+        Execution.objects.filter(sync_due_at__lte=now, needs_describe=True)
         .order_by("sync_due_at")
         .values_list("pk", "state_machine__region")[:limit]
     )
+    due = list(flagged)
+    if len(due) < limit:
+        routine = (
+            Execution.objects.filter(sync_due_at__lte=now, needs_describe=False)
+            .order_by("sync_due_at")
+            .values_list("pk", "state_machine__region")[: limit - len(due)]
+        )
+        due.extend(routine)
+    work.batches = _claim_batches(due, now + lease)
+    return work
+
+
+def claim_flagged(arns: list[str], now: dt.datetime | None = None) -> list[tuple[str, list[int]]]:
+    """Claim, right after a listing, the executions it flagged: no tick to wait for."""
+    now = now or timezone.now()
+    lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
+    due: list[tuple[int, str]] = []
+    for start in range(0, min(len(arns), executions_per_tick()), 500):
+        chunk = arns[start : start + 500]
+        due.extend(
+            Execution.objects.filter(arn__in=chunk, sync_due_at__lte=now).values_list(
+                "pk", "state_machine__region"
+            )
+        )
+    return _claim_batches(due, now + lease)
+
+
+def _claim_batches(due: list[tuple[int, str]], until: dt.datetime) -> list[tuple[str, list[int]]]:
     by_region: dict[str, list[int]] = defaultdict(list)
     for pk, region in due:
         by_region[region].append(pk)
+    batches = []
+    size = settings.SFNUI_SYNC_BATCH
     for region, pks in by_region.items():
-        claimed = Execution.objects.filter(pk__in=pks, sync_due_at__lte=now)
-        claimed.update(sync_due_at=now + lease)
-        size = settings.SFNUI_SYNC_BATCH
+        for start in range(0, len(pks), 500):
+            Execution.objects.filter(pk__in=pks[start : start + 500]).update(sync_due_at=until)
         for start in range(0, len(pks), size):
-            work.batches.append((region, pks[start : start + size]))
-    return work
+            batches.append((region, pks[start : start + size]))
+    return batches
 
 
 def executions_per_tick() -> int:

@@ -65,6 +65,8 @@ class Stats:
     throttled: bool = False
     # Executions a throttled batch did not get to (rescheduled for later).
     unfinished: list[int] = field(default_factory=list)
+    # Executions a listing found new or changed: worth syncing right away.
+    flagged: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -80,6 +82,7 @@ class Stats:
         self.errors.extend(other.errors)
         self.throttled = self.throttled or other.throttled
         self.unfinished.extend(other.unfinished)
+        self.flagged.extend(other.flagged)
 
     def summary(self) -> str:
         calls = ", ".join(f"{op} {n}" for op, n in sorted(self.calls.items())) or "none"
@@ -247,13 +250,14 @@ def _refresh_running(sm: StateMachine, started: dt.datetime, stats: Stats) -> No
     cached = Execution.objects.filter(
         state_machine=sm, status="RUNNING", start_date__lt=started - LISTING_MARGIN
     ).values_list("pk", "arn")
-    ended = [pk for pk, arn in cached.iterator(chunk_size=2000) if arn not in running]
+    ended = [(pk, arn) for pk, arn in cached.iterator(chunk_size=2000) if arn not in running]
     now = timezone.now()
     for chunk in _chunks(ended, IN_CHUNK):
         # Its new status is not in the listing; DescribeExecution will tell.
-        stats.executions_changed += Execution.objects.filter(pk__in=chunk, status="RUNNING").update(
-            needs_describe=True, sync_due_at=now
-        )
+        stats.executions_changed += Execution.objects.filter(
+            pk__in=[pk for pk, _ in chunk], status="RUNNING"
+        ).update(needs_describe=True, sync_due_at=now)
+        stats.flagged.extend(arn for _, arn in chunk)
 
 
 def _upsert_listed(sm: StateMachine, items: list[dict[str, Any]], stats: Stats) -> None:
@@ -293,12 +297,16 @@ def _upsert_listed(sm: StateMachine, items: list[dict[str, Any]], stats: Stats) 
             if change is None:
                 continue
             # Compare-and-set: only if nobody changed the row since we read it.
-            stats.executions_changed += Execution.objects.filter(
-                pk=pk, status=status, redrive_count=redrive_count
-            ).update(**change, sync_due_at=now)
+            if Execution.objects.filter(pk=pk, status=status, redrive_count=redrive_count).update(
+                **change, sync_due_at=now
+            ):
+                stats.executions_changed += 1
+                if change.get("needs_describe"):
+                    stats.flagged.append(arn)
         if new_rows:
             Execution.objects.bulk_create(new_rows, ignore_conflicts=True)
             stats.executions_new += len(new_rows)
+            stats.flagged.extend(row.arn for row in new_rows)
 
 
 def _listed_change(item: dict[str, Any], status: str, redrive_count: int) -> dict[str, Any] | None:

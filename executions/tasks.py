@@ -46,7 +46,11 @@ def list_state_machine(state_machine_pk: int) -> str:
     with held(f"state-machine:{sm.pk}", settings.SFNUI_SYNC_LEASE) as mine:
         if not mine:
             return "busy"
-        return sync.list_state_machine(sm).summary()
+        stats = sync.list_state_machine(sm)
+    # What the listing found goes to a worker now rather than at the next tick.
+    for region, pks in schedule.claim_flagged(stats.flagged):
+        sync_executions.delay(pks, region)
+    return stats.summary()
 
 
 @shared_task(acks_late=True)

@@ -123,3 +123,44 @@ def test_sync_now_of_an_unknown_execution_does_nothing() -> None:
         tasks.sync_execution_now("arn:aws:states:us-east-1:123456789012:execution:a:b") == "unknown"
     )
     assert not Execution.objects.exists()
+
+
+def test_what_a_listing_flagged_goes_before_routine_rereads(settings: Any) -> None:
+    settings.SFNUI_API_SHARE = 1.0
+    settings.SFNUI_API_QUOTAS = {"GetExecutionHistory": (0, 1)}  # 10 per tick
+    settings.SFNUI_SYNC_TICK = 10
+    sm = factories.state_machine_row()
+    long_due = timezone.now() - dt.timedelta(minutes=5)
+    routine = [
+        factories.execution_row(sm, status="RUNNING", sync_due_at=long_due) for _ in range(15)
+    ]
+    ended = factories.execution_row(
+        sm, status="RUNNING", needs_describe=True, sync_due_at=timezone.now()
+    )
+    work = schedule.claim_due_work()
+    claimed = [pk for _, pks in work.batches for pk in pks]
+    assert len(claimed) == 10
+    assert claimed[0] == ended.pk
+    assert set(claimed[1:]) <= {ex.pk for ex in routine}
+
+
+def test_a_listing_hands_what_it_flagged_to_a_worker_at_once(
+    fake_aws: Any, monkeypatch: pytest.MonkeyPatch, make_state_machine: Any, start: Any, sfn: Any
+) -> None:
+    from tests.helpers import PASS, wait_until_finished
+
+    sm_arn = make_state_machine("hello", PASS)
+    arns = [start(sm_arn, f"hello-{i}") for i in range(3)]
+    wait_until_finished(sfn, arns)
+    from executions import sync
+
+    sync.discover_state_machines("us-east-1")
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.sync_executions, "delay", lambda *a: sent.append(a))
+    tasks.list_state_machine(StateMachine.objects.get(arn=sm_arn).pk)
+    assert len(sent) == 1
+    pks, region = sent[0]
+    assert region == "us-east-1"
+    assert sorted(pks) == sorted(Execution.objects.values_list("pk", flat=True))
+    # Claimed: the next tick does not hand them out again.
+    assert schedule.claim_due_work().batches == []
