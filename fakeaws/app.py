@@ -52,6 +52,7 @@ AWS_QUOTAS: dict[str, tuple[float, float]] = {
 }
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 OPEN = ("RUNNING", "PENDING_REDRIVE")
+TERMINAL = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
 
 StartResponse = Callable[..., Any]
 
@@ -125,6 +126,7 @@ class FaithfulStepFunctions:
             self.buckets: dict[tuple[str, str], TokenBucket] = {}
             self.faults = Faults()
             self.overlays: dict[str, Overlay] = {}
+            self.final_histories: dict[str, list[dict[str, Any]]] = {}
 
     # --- WSGI ------------------------------------------------------------------
 
@@ -244,7 +246,7 @@ class FaithfulStepFunctions:
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         arn = params.get("executionArn", "")
-        status, data = self._moto(environ, "GetExecutionHistory", {"executionArn": arn})
+        status, data = self._history(environ, arn)
         if status != 200:
             return _respond(start_response, status, data)
         events = list(data.get("events", []))
@@ -303,7 +305,7 @@ class FaithfulStepFunctions:
                 "ExecutionNotRedrivable",
                 f"Execution with status {current} cannot be redriven",
             )
-        status, history = self._moto(environ, "GetExecutionHistory", {"executionArn": arn})
+        status, history = self._history(environ, arn)
         now = time.time()
         with self.lock:
             overlay = self.overlays.setdefault(arn, Overlay())
@@ -322,6 +324,31 @@ class FaithfulStepFunctions:
                 }
             )
         return _respond(start_response, 200, {"redriveDate": now})
+
+    def _history(self, environ: dict[str, Any], arn: str) -> tuple[int, Any]:
+        """moto's whole history of an execution.
+
+        Read from moto's backend in this process: moto's own HTTP answer
+        serialises a 25,000-event history in tens of seconds, per page. A
+        finished history never changes, so it is kept.
+        """
+        with self.lock:
+            final = self.final_histories.get(arn)
+        if final is not None:
+            return 200, {"events": final}
+        try:
+            from moto.stepfunctions.responses import get_backend
+
+            parts = arn.split(":")
+            backend = get_backend(parts[4], parts[3])
+            events = [dict(e) for e in backend.get_execution_history(arn)["events"]]
+        except Exception:
+            # Unknown or malformed: let moto answer with AWS's error shapes.
+            return self._moto(environ, "GetExecutionHistory", {"executionArn": arn})
+        if events and events[-1].get("type") in TERMINAL:
+            with self.lock:
+                self.final_histories[arn] = events
+        return 200, {"events": events}
 
     # --- Overlays ------------------------------------------------------------------
 
