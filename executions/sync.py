@@ -210,21 +210,35 @@ def state_machine_for(arn: str) -> StateMachine:
 def list_state_machine(sm: StateMachine) -> Stats:
     """Find new executions and status changes of one state machine.
 
-    ListExecutions newest first, stopping at the watermark; then, if the cache
-    holds running executions, ListExecutions(RUNNING) to find those that ended.
+    ListExecutions newest first, stopping at the watermark: every execution
+    started since the oldest one listed is seen, with its status. Running
+    executions older than that are checked with ListExecutions(RUNNING),
+    only if the cache holds any.
     """
     with recording(SyncRun.Kind.LIST, sm.region, sm) as stats:
         started = timezone.now()
-        _list_new(sm, stats)
-        if Execution.objects.filter(state_machine=sm, status__in=OPEN_STATUSES).exists():
+        reached = _list_new(sm, stats)
+        older_open = Execution.objects.filter(state_machine=sm, status__in=OPEN_STATUSES)
+        if reached is not None:
+            older_open = older_open.filter(start_date__lte=reached)
+        if reached is not _EVERYTHING and older_open.exists():
             _refresh_running(sm, started, stats)
     _schedule_listing(sm, stats)
     return stats
 
 
-def _list_new(sm: StateMachine, stats: Stats) -> None:
+# _list_new's answer when it listed every execution AWS has for the machine.
+_EVERYTHING = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _list_new(sm: StateMachine, stats: Stats) -> dt.datetime | None:
+    """List newest first down to the watermark. Returns the start date of the
+    oldest execution listed (_EVERYTHING when the listing reached the end,
+    None when AWS listed nothing)."""
     watermark = sm.list_watermark
     newest: dt.datetime | None = None
+    oldest: dt.datetime | None = None
+    exhausted = True
     for page in aws.list_executions(sm.arn):
         if not page:
             break
@@ -232,7 +246,8 @@ def _list_new(sm: StateMachine, stats: Stats) -> None:
             newest = aws.utc(page[0]["startDate"])
         _upsert_listed(sm, page, stats)
         oldest = aws.utc(page[-1]["startDate"])
-        if watermark is not None and oldest is not None and oldest < watermark:
+        if watermark is not None and oldest < watermark:
+            exhausted = False
             break
     if newest is not None:
         # Everything at or before `newest` is now known; move the watermark
@@ -240,6 +255,9 @@ def _list_new(sm: StateMachine, stats: Stats) -> None:
         StateMachine.objects.filter(
             Q(list_watermark__isnull=True) | Q(list_watermark__lt=newest), pk=sm.pk
         ).update(list_watermark=newest)
+    if exhausted:
+        return _EVERYTHING
+    return oldest
 
 
 def _refresh_running(sm: StateMachine, started: dt.datetime, stats: Stats) -> None:
