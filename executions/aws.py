@@ -216,9 +216,17 @@ def describe_state_machine(arn: str) -> dict[str, Any]:
     return _call(region_of(arn), "DescribeStateMachine", stateMachineArn=arn)
 
 
+class Page(list[dict[str, Any]]):
+    """One page of results; `more` says whether AWS has another after it."""
+
+    def __init__(self, items: list[dict[str, Any]], more: bool) -> None:
+        super().__init__(items)
+        self.more = more
+
+
 def list_executions(
     state_machine_arn: str, *, status: str | None = None, page_size: int = 1000
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Page]:
     """Pages of executions, newest first. Stop iterating to stop paging."""
     token: str | None = None
     while True:
@@ -228,8 +236,8 @@ def list_executions(
         if token:
             params["nextToken"] = token
         page = _call(region_of(state_machine_arn), "ListExecutions", **params)
-        yield page.get("executions", [])
         token = page.get("nextToken")
+        yield Page(page.get("executions", []), more=bool(token))
         if not token:
             return
 

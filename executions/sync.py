@@ -247,7 +247,8 @@ def _list_new(sm: StateMachine, stats: Stats) -> dt.datetime | None:
         _upsert_listed(sm, page, stats)
         oldest = aws.utc(page[-1]["startDate"])
         if watermark is not None and oldest < watermark:
-            exhausted = False
+            # Known from here on; whether older ones exist, AWS told us.
+            exhausted = not getattr(page, "more", True)
             break
     if newest is not None:
         # Everything at or before `newest` is now known; move the watermark

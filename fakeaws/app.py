@@ -121,6 +121,8 @@ class FaithfulStepFunctions:
     def reset(self) -> None:
         with self.lock:
             self.calls: Counter[str] = Counter()
+            # (operation, executionArn) for the calls about one execution.
+            self.calls_by_execution: Counter[tuple[str, str]] = Counter()
             self.throttled: Counter[str] = Counter()
             self.quotas: dict[str, tuple[float, float]] | None = None
             self.buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -140,8 +142,14 @@ class FaithfulStepFunctions:
         operation = target.split(".", 1)[1]
         body = _read_body(environ)
         region = _region(environ)
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            return _error(start_response, "SerializationException", "Malformed JSON body")
         with self.lock:
             self.calls[operation] += 1
+            if isinstance(params, dict) and "executionArn" in params:
+                self.calls_by_execution[(operation, str(params["executionArn"]))] += 1
             refused = self._throttle(region, operation)
             if refused:
                 self.throttled[operation] += 1
@@ -150,10 +158,6 @@ class FaithfulStepFunctions:
             time.sleep(latency)
         if refused:
             return _error(start_response, "ThrottlingException", "Rate exceeded")
-        try:
-            params = json.loads(body or b"{}")
-        except ValueError:
-            return _error(start_response, "SerializationException", "Malformed JSON body")
         handler = getattr(self, f"_op_{operation}", None)
         if handler is None:
             return self._forward(environ, body, start_response)
@@ -282,6 +286,15 @@ class FaithfulStepFunctions:
         status, answer = self._moto(environ, "StopExecution", {"executionArn": arn})
         if status != 200:
             return _respond(start_response, status, answer)
+        # moto's interpreter thread writes ExecutionAborted a moment later;
+        # AWS has it in the history by the time StopExecution answers.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            _, history = self._history(environ, arn)
+            found = history.get("events") or [{}]
+            if found[-1].get("type") in TERMINAL:
+                break
+            time.sleep(0.01)
         with self.lock:
             overlay = self.overlays.setdefault(arn, Overlay())
             overlay.stop_error = params.get("error")
@@ -453,10 +466,17 @@ class FaithfulStepFunctions:
         body = json.loads(_read_body(environ) or b"{}")
         if path == "/fakeaws/calls":
             with self.lock:
+                by_execution: dict[str, dict[str, int]] = {}
+                for (op, arn), n in self.calls_by_execution.items():
+                    by_execution.setdefault(arn, {})[op] = n
                 return _respond(
                     start_response,
                     200,
-                    {"calls": dict(self.calls), "throttled": dict(self.throttled)},
+                    {
+                        "calls": dict(self.calls),
+                        "throttled": dict(self.throttled),
+                        "by_execution": by_execution,
+                    },
                 )
         if path == "/fakeaws/reset":
             self.reset()
