@@ -1,0 +1,185 @@
+"""Freshness: how soon the cache shows that a running execution finished.
+
+    .venv/bin/python -m bench.freshness                    # 2,000 running executions
+    .venv/bin/python -m bench.freshness --executions 300   # a quicker look
+
+The endpoint (`python -m fakeaws`, its own process) enforces AWS's us-east-1
+token buckets. N executions wait a random time (so random ones finish while
+we watch), a real worker with beat syncs them with the default share of each
+quota. Once the first backfill is done, every execution that finishes is
+timed from its stopDate (AWS's clock) to the moment its detail page shows
+the cache holds the new status (polled every 0.5 s; then its detail page is
+fetched once to check it shows it). Target: p95 <= 15 s, and no call throttled
+by the endpoint (the sync stayed within its share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.backfill import free_port
+from bench.common import (
+    DEFAULT_REDIS_URL,
+    ROOT,
+    report,
+    reset_cache_tables,
+    setup_django,
+    summary,
+    workers,
+)
+
+WAITING = {
+    "StartAt": "Work",
+    "States": {
+        "Work": {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "Done"},
+        "Done": {"Type": "Succeed"},
+    },
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--watch", type=float, default=240.0, help="seconds of finishing to time")
+    args = parser.parse_args()
+
+    setup_django(redis_url=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    import boto3
+    from botocore.config import Config
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from executions.models import Execution
+
+    reset_cache_tables()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fakeaws", "--port", str(port), "--quotas", "aws"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        # Our own set-up calls pay AWS's quotas too: retry them patiently.
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 20}, max_pool_connections=20
+        )
+        sfn = boto3.client(
+            "stepfunctions", region_name="us-east-1", endpoint_url=endpoint, config=config
+        )
+        sm = sfn.create_state_machine(
+            name="waiters",
+            definition=json.dumps(WAITING),
+            roleArn="arn:aws:iam::123456789012:role/b",
+        )["stateMachineArn"]
+
+        # The first backfill (a DescribeExecution each, at the budget's pace)
+        # must be over before the watched window opens, then they finish at random.
+        backfill = args.executions / (
+            settings.SFNUI_API_QUOTAS["DescribeExecution"][1] * settings.SFNUI_API_SHARE
+        )
+        first_end = backfill * 1.3 + 60
+        rng = random.Random(7)
+        waits = [int(first_end + rng.uniform(0, args.watch)) for _ in range(args.executions)]
+        with ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda i: sfn.start_execution(
+                        stateMachineArn=sm,
+                        name=f"wait-{i:05d}",
+                        input=json.dumps({"seconds": waits[i]}),
+                    ),
+                    range(args.executions),
+                )
+            )
+        t_start = time.time()
+        print(f"{args.executions} started; the first ends in {min(waits)} s", flush=True)
+
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        client = Client()
+        client.force_login(user)
+
+        latencies: list[float] = []
+        page_mismatches = 0
+        with workers(endpoint, concurrency=2, SFNUI_SYNC_TICK="1") as proc:
+            synced_at = _wait_backfill(
+                Execution, args.executions, proc, deadline=t_start + first_end
+            )
+            print(f"backfill done after {synced_at - t_start:.0f} s", flush=True)
+            pending = {
+                e.arn: t_start + waits[int(e.name.split("-")[1])]
+                for e in Execution.objects.filter(status="RUNNING")
+            }
+            watch_end = t_start + first_end + args.watch + 30
+            while pending and time.time() < watch_end:
+                if proc.poll() is not None:
+                    raise RuntimeError("the worker died: see var/bench/worker.log")
+                now = time.time()
+                due = [a for a, at in pending.items() if at <= now]
+                # Polled in the database, not through the page: opening a
+                # running execution's page makes it sync sooner, which would
+                # flatter the background sync measured here.
+                for arn, stop in Execution.objects.filter(
+                    arn__in=due, status="SUCCEEDED"
+                ).values_list("arn", "stop_date"):
+                    latencies.append((timezone.now() - stop).total_seconds())
+                    del pending[arn]
+                    page = client.get(f"/executions/{arn}/")
+                    if page.status_code != 200 or b"SUCCEEDED" not in page.content:
+                        page_mismatches += 1
+                time.sleep(0.5)
+            throttled = _control(endpoint, "/fakeaws/calls")["throttled"]
+        report(
+            "freshness",
+            {
+                "running executions": args.executions,
+                "finished while watched": len(latencies),
+                "not seen finished in time": len(pending),
+                "detail pages that did not show it": page_mismatches,
+                "seconds from stopDate to the detail page showing it": {
+                    k: round(v, 2) for k, v in summary(latencies).items()
+                },
+                "calls throttled by the endpoint (AWS quotas)": throttled,
+                "share of each quota": settings.SFNUI_API_SHARE,
+            },
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _control(endpoint: str, path: str) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(endpoint + path, data=b"{}", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def _wait_backfill(model: Any, n: int, proc: subprocess.Popen[bytes], deadline: float) -> float:
+    while model.objects.filter(described_at__isnull=False).count() < n:
+        if proc.poll() is not None:
+            raise RuntimeError("the worker died: see var/bench/worker.log")
+        if time.time() > deadline:
+            raise TimeoutError("the first backfill did not finish before executions started ending")
+        time.sleep(1)
+    return time.time()
+
+
+if __name__ == "__main__":
+    main()
