@@ -11,6 +11,7 @@ account, so a bucket is named by region and operation.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest, Least
 
 from .models import ApiBucket
+
+log = logging.getLogger(__name__)
 
 
 class BudgetExhausted(Exception):
@@ -61,7 +64,14 @@ def acquire(region: str, operation: str, max_wait: float | None = None) -> float
     limit = settings.SFNUI_API_MAX_WAIT if max_wait is None else max_wait
     waited = 0.0
     while True:
-        wait = _store().take(b)
+        try:
+            wait = _store().take(b)
+        except Exception:
+            # The store (Redis, or the database) is down. Stopping an
+            # execution or looking one up must still work: the call goes out
+            # unmetered, and AWS's own throttling remains the backstop.
+            _store_down()
+            return waited
         if wait <= 0:
             return waited
         if waited + wait > limit:
@@ -73,7 +83,21 @@ def acquire(region: str, operation: str, max_wait: float | None = None) -> float
 def drain(region: str, operation: str, pause: float = 1.0) -> None:
     """AWS throttled us: its bucket is empty (others spend it too), so empty ours
     and pause every process for `pause` seconds before the next call."""
-    _store().drain(bucket(region, operation), pause)
+    try:
+        _store().drain(bucket(region, operation), pause)
+    except Exception:
+        _store_down()
+
+
+_last_warning = 0.0
+
+
+def _store_down() -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning > 60:  # once a minute, not once per call
+        _last_warning = now
+        log.warning("API budget store unavailable; calling AWS unmetered", exc_info=True)
 
 
 def level(region: str, operation: str) -> tuple[float, float]:

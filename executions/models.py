@@ -239,6 +239,8 @@ class SyncRun(models.Model):
             models.Index(fields=["state_machine", "-started_at"], name="syncrun_sm_idx"),
             # The warning bar: the newest successful run.
             models.Index(fields=["-finished_at"], name="syncrun_ok_idx", condition=Q(ok=True)),
+            # The sync page's time windows and the failing runs since the last good one.
+            models.Index(fields=["-started_at"], name="syncrun_started_idx"),
         ]
 
     def __str__(self) -> str:

@@ -54,12 +54,26 @@ class OpenState:
 
 
 @dataclass(frozen=True)
+class CaughtFailure:
+    """The error a Catch handled on the way to the state that failed."""
+
+    state_name: str
+    event_id: int
+    event_type: str
+    error: str
+    cause: str
+
+
+@dataclass(frozen=True)
 class FailurePoint:
     state_name: str
     event_id: int  # the event to link to: where it went wrong
     event_type: str
     error: str
     cause: str
+    # When a Catch led to a Fail state: the failure it caught, which is
+    # usually what the person on call is after.
+    caught: CaughtFailure | None = None
 
 
 def open_states(execution: Execution) -> list[OpenState]:
@@ -123,13 +137,36 @@ def failure_point(execution: Execution) -> FailurePoint | None:
     )
     details = anchor.details if isinstance(anchor.details, dict) else {}
     terminal_details = terminal.details if isinstance(terminal.details, dict) else {}
-    state_name = ""
-    if state is not None and isinstance(state.details, dict):
-        state_name = str(state.details.get("name", ""))
     return FailurePoint(
-        state_name=state_name,
+        state_name=_name(state),
         event_id=anchor.event_id,
         event_type=anchor.type,
         error=str(details.get("error") or terminal_details.get("error") or execution.error or ""),
         cause=str(details.get("cause") or terminal_details.get("cause") or execution.cause or ""),
+        caught=_caught_before(tail, anchor) if anchor.type == "FailStateEntered" else None,
     )
+
+
+def _caught_before(tail: list[HistoryEvent], fail_state: HistoryEvent) -> CaughtFailure | None:
+    earlier = [e for e in tail if e.event_id < fail_state.event_id]
+    failed = next((e for e in earlier if e.type in FAILURE_EVENT_TYPES), None)
+    if failed is None:
+        return None
+    state = next(
+        (e for e in earlier if e.event_id <= failed.event_id and e.type.endswith("StateEntered")),
+        None,
+    )
+    details = failed.details if isinstance(failed.details, dict) else {}
+    return CaughtFailure(
+        state_name=_name(state),
+        event_id=failed.event_id,
+        event_type=failed.type,
+        error=str(details.get("error", "")),
+        cause=str(details.get("cause", "")),
+    )
+
+
+def _name(event: HistoryEvent | None) -> str:
+    if event is None or not isinstance(event.details, dict):
+        return ""
+    return str(event.details.get("name", ""))

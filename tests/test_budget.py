@@ -117,3 +117,10 @@ def _concurrent_takers_never_overspend(store: Any) -> None:
     for t in threads:
         t.join()
     assert sum(granted) == 19
+
+
+def test_a_store_that_is_down_lets_calls_through_unmetered(settings: Any, db: None) -> None:
+    # Redis down must not stop people from stopping executions.
+    settings.REDIS_URL = "redis://127.0.0.1:1/5"  # nothing listens
+    assert budget.acquire("us-east-1", "StopExecution", max_wait=0) == 0
+    budget.drain("us-east-1", "StopExecution")  # and no error either

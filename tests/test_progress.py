@@ -55,10 +55,14 @@ def test_a_caught_task_failure_points_at_the_task_failure(
     ex = _synced(arn)
     point = progress.failure_point(ex)
     assert point is not None
-    # The execution ended in the Fail state the Catch led to.
+    # The execution ended in the Fail state the Catch led to...
     assert point.state_name == "Declined"
     assert point.error == "Payment.Declined"
     assert ex.events.get(event_id=point.event_id).type == "FailStateEntered"
+    # ...and the failure the Catch handled is named too.
+    assert point.caught is not None
+    assert (point.caught.state_name, point.caught.event_type) == ("Charge", "TaskFailed")
+    assert point.caught.error == "DynamoDB.ResourceNotFoundException"
 
 
 def test_an_aborted_execution_points_at_the_state_it_was_in(

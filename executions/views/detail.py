@@ -1,14 +1,200 @@
-"""PLACEHOLDER: replaced by the pages work (issue 3)."""
+"""/executions/<arn>/: one execution, what it is doing now, and why it failed."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_safe
+from django_htmx.http import reswap, retarget
+from django_htmx.middleware import HtmxDetails
+
+from .. import progress, schedule, tasks
+from ..arns import NotAnArn, execution_console_url, state_machine_console_url
+from ..middleware import PageError
+from ..models import Execution
+from ..payloads import human_size, payload
+from .common import execution_or_404
+
+log = logging.getLogger(__name__)
+
+# The live part of a running execution refreshes this often.
+POLL_SECONDS = 3
+# A cause longer than this, or on more lines, is folded in the banner.
+CAUSE_FOLD_CHARS = 400
+CAUSE_FOLD_LINES = 6
+# Causes are at most 32 KiB in AWS; anything larger is not parsed for a summary.
+CAUSE_MAX_PARSE = 64 * 1024
+
+# Why there is no output, as a client library says when asked for it.
+NO_OUTPUT = {
+    "RUNNING": "No output yet: the execution is still running.",
+    "PENDING_REDRIVE": "No output yet: the execution is waiting to be redriven.",
+    "FAILED": "No output: the execution failed (see the error above).",
+    "TIMED_OUT": "No output: the execution timed out (see the error above).",
+    "ABORTED": "No output: the execution was aborted (stopped) before it finished.",
+    "SUCCEEDED": "No output: AWS returned none for this execution.",
+}
+BANNER_CLASS = {"FAILED": "failed", "TIMED_OUT": "timed-out", "ABORTED": "aborted"}
 
 
-def _todo(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
-execution_detail = _todo
+@require_safe
+def execution_detail(request: HtmxHttpRequest, arn: str) -> HttpResponse:
+    ex = execution_or_404(arn)
+    which = request.GET.get("raw")
+    if which is not None:
+        return raw_payload(ex, which)
+    which = request.GET.get("whole")
+    if which is not None:
+        return whole_payload(request, ex, which)
+    sync_sooner(ex)
+    if request.htmx:
+        if ex.is_open:
+            response = render(request, "executions/_detail_live.html", live_context(ex))
+        else:
+            # It finished while the page was open: replace the whole panel
+            # (banner, output, no more Stop button) in place.
+            response = render(request, "executions/_detail_swap.html", detail_context(request, ex))
+            retarget(response, "#execution")
+            reswap(response, "outerHTML")
+    else:
+        response = render(request, "executions/detail.html", detail_context(request, ex))
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def sync_sooner(ex: Execution) -> None:
+    """Someone is watching a running execution: sync it now rather than on its
+    schedule. The page never fails because the broker is down."""
+    if not ex.is_open or not schedule.sync_soon(ex):
+        return
+    try:
+        tasks.sync_execution_now.delay_on_commit(ex.arn)  # type: ignore[attr-defined]
+    except Exception:
+        log.warning(
+            "could not enqueue a sync of %s; the scheduler will do it", ex.arn, exc_info=True
+        )
+
+
+def _stored(ex: Execution, parameter: str, which: str) -> str:
+    if which not in ("input", "output"):
+        raise PageError(
+            400,
+            "Bad query parameter",
+            f"bad value for {parameter}: {which[:40]!r}; use {parameter}=input or "
+            f"{parameter}=output",
+        )
+    value: str | None = getattr(ex, which)
+    if value is None:
+        why = NO_OUTPUT.get(ex.status, "") if which == "output" else "AWS returned no input."
+        raise PageError(404, f"No {which}", f"{ex.name} has no {which}. {why}")
+    return value
+
+
+def whole_payload(request: HttpRequest, ex: Execution, which: str) -> HttpResponse:
+    """?whole=input: all of a folded payload, fetched when someone unfolds it,
+    so that the page itself stays small."""
+    return render(
+        request,
+        "executions/_payload_whole.html",
+        {"p": payload(_stored(ex, "whole", which)), "which": which},
+    )
+
+
+def raw_payload(ex: Execution, which: str) -> HttpResponse:
+    """?raw=input / ?raw=output: the stored string, byte for byte, as a download."""
+    value = _stored(ex, "raw", which)
+    response = HttpResponse(
+        value.encode("utf-8", "replace"), content_type="text/plain; charset=utf-8"
+    )
+    disposition = content_disposition_header(as_attachment=True, filename=f"{ex.name}.{which}.json")
+    if disposition:
+        response["Content-Disposition"] = disposition
+    return response
+
+
+def live_context(ex: Execution) -> dict[str, Any]:
+    now = timezone.now()
+    age = (now - ex.synced_at).total_seconds() if ex.synced_at else None
+    return {
+        "ex": ex,
+        "open_states": progress.open_states(ex),
+        "poll_seconds": POLL_SECONDS,
+        "data_stale": age is None or age > settings.SFNUI_STALE_AFTER,
+    }
+
+
+def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
+    context: dict[str, Any] = live_context(ex) if ex.is_open else {"ex": ex}
+    failure = progress.failure_point(ex)
+    cause = ex.cause if ex.cause is not None else (failure.cause if failure else None)
+    stops = list(ex.stops.all())
+    context.update(
+        {
+            "banner_class": BANNER_CLASS.get(ex.status, ""),
+            "failure": failure,
+            "error": ex.error if ex.error is not None else (failure.error if failure else None),
+            "cause": payload(cause, preview_chars=CAUSE_FOLD_CHARS),
+            "cause_summary": _cause_summary(cause),
+            "cause_folded": cause is not None
+            and (
+                len(cause) > CAUSE_FOLD_CHARS
+                or cause.count("\n") >= CAUSE_FOLD_LINES
+                or _cause_summary(cause) != cause
+            ),
+            "stopped_by": next((s for s in stops if s.outcome == "STOPPED"), None),
+            "stops": stops,
+            "input": payload(ex.input),
+            "output": payload(ex.output),
+            "input_size": human_size(len(ex.input.encode("utf-8", "replace"))) if ex.input else "",
+            "output_size": human_size(len(ex.output.encode("utf-8", "replace")))
+            if ex.output
+            else "",
+            "no_input": "Not fetched yet: the sync has not described this execution."
+            if ex.described_at is None
+            else "AWS returned no input.",
+            "no_output": "Not fetched yet: the sync has not described this execution."
+            if ex.described_at is None and not ex.is_open
+            else NO_OUTPUT.get(ex.status, "No output."),
+            "console_url": execution_console_url(ex.arn),
+            "state_machine_console_url": _state_machine_console_url(ex.state_machine.arn),
+            "can_stop": ex.is_open and request.user.has_perm("executions.stop_execution"),
+        }
+    )
+    return context
+
+
+def _cause_summary(cause: str | None) -> str:
+    """One line that says what went wrong: "ErrorType: message" for the JSON
+    that Lambda and most SDKs put in a cause, else the cause itself."""
+    if not cause:
+        return ""
+    if len(cause) <= CAUSE_MAX_PARSE and cause.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(cause)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            message = parsed.get("errorMessage") or parsed.get("message")
+            kind = parsed.get("errorType") or parsed.get("name")
+            if isinstance(message, str) and message:
+                return f"{kind}: {message}" if isinstance(kind, str) and kind else message
+    return cause
+
+
+def _state_machine_console_url(arn: str) -> str:
+    try:
+        return state_machine_console_url(arn)
+    except NotAnArn:
+        return ""

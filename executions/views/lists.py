@@ -1,14 +1,274 @@
-"""PLACEHOLDER: replaced by the pages work (issue 3)."""
+"""/executions/: the list, its filters, its counts per status, and the jump
+from a pasted ARN or console URL to that execution."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_safe
+from django_htmx.middleware import HtmxDetails
+
+from .. import queries
+from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
+from ..forms import MAX_QUERY, STATUSES, ExecutionFilterForm, StatusesField
+from ..models import ExecutionStatus, StateMachine
+
+# The rows refresh this often while any of them runs.
+POLL_SECONDS = 5
+# "Started in the last ..." shortcuts.
+PRESETS = (("15 m", 15 * 60), ("1 h", 3600), ("6 h", 6 * 3600), ("24 h", 86400), ("7 d", 7 * 86400))
 
 
-def _todo(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
-execution_list = _todo
+@dataclass(frozen=True)
+class Chip:
+    status: str
+    label: str
+    count: str
+    exact: bool
+    selected: bool
+    url: str
+    # Why the count is a lower bound, when it is one.
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ActiveFilter:
+    label: str
+    value: str
+    remove_url: str
+
+
+@require_safe
+def execution_list(request: HtmxHttpRequest) -> HttpResponse:
+    jump = _jump(request)
+    if jump is not None:
+        return redirect(jump)
+
+    form = ExecutionFilterForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request,
+            "executions/list.html",
+            {
+                "form": form,
+                "problems": form.problems(),
+                "clear_url": _url(request, {}),
+                "hidden_statuses": _valid_statuses(request),
+            },
+            status=400,
+        )
+    filters = form.filters()
+    page = queries.page(filters, form.cleaned_data["cursor"], form.page_size)
+    counts = queries.status_counts(filters)
+    for ex in page.rows:
+        ex.filter_url = _with(request, state_machine=ex.state_machine.arn)  # type: ignore[attr-defined]
+    context: dict[str, Any] = {
+        "form": form,
+        "filters": filters,
+        "hidden_statuses": filters.statuses,
+        "page": page,
+        "chips": _chips(request, filters, counts),
+        "all_chip": _all_chip(request, filters, counts),
+        "active": _active_filters(request, filters),
+        "newer_url": _with(request, cursor=page.newer.encode()) if page.newer else None,
+        "older_url": _with(request, cursor=page.older.encode()) if page.older else None,
+        "newest_url": _with(request, cursor=None),
+        "at_newest": form.cleaned_data["cursor"] is None,
+        "polling": any(ex.is_open for ex in page.rows),
+        "poll_seconds": POLL_SECONDS,
+        "clear_url": _url(request, {}),
+        "presets": _presets(request),
+        "per_page": form.page_size,
+        "per_page_links": [
+            (n, _with(request, per_page=None if n == queries.DEFAULT_PER_PAGE else n, cursor=None))
+            for n in (queries.DEFAULT_PER_PAGE, 100, queries.MAX_PER_PAGE)
+        ],
+        "unknown_state_machine": bool(
+            filters.state_machine_arn
+            and not page.rows
+            and not StateMachine.objects.filter(arn=filters.state_machine_arn).exists()
+        ),
+    }
+    template = "executions/_list_results.html" if request.htmx else "executions/list.html"
+    response = render(request, template, context)
+    # The same URL answers with the rows alone to htmx: keep caches apart.
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def _jump(request: HttpRequest) -> str | None:
+    """Where a pasted execution ARN / console URL (or a state machine ARN) in
+    `q` leads; None for a name search."""
+    q = request.GET.get("q", "")
+    if not q or len(q) > MAX_QUERY or "\x00" in q:
+        return None
+    arn = find_execution_arn(q)
+    tz = {"tz": request.tz_name} if request.tz_name != "UTC" else {}  # type: ignore[attr-defined]
+    if arn is not None:
+        url = reverse("execution_detail", args=[arn])
+        return f"{url}?{urlencode(tz)}" if tz else url
+    try:
+        sm = parse_state_machine_arn(q.strip())
+    except NotAnArn:
+        return None
+    return _url(request, {"state_machine": [sm.arn], **{k: [v] for k, v in tz.items()}})
+
+
+def _valid_statuses(request: HttpRequest) -> list[str]:
+    """The good `status` values of a request that also has bad ones, so that the
+    form re-submits them."""
+    asked = StatusesField().to_python(request.GET.getlist("status"))
+    return [s for s in STATUSES if s in asked]
+
+
+def _url(request: HttpRequest, params: dict[str, list[str]]) -> str:
+    """The list with exactly these parameters (and the page's zone)."""
+    query = QueryDict(mutable=True)
+    for key, values in params.items():
+        query.setlist(key, values)
+    tz_name: str = getattr(request, "tz_name", "UTC")
+    if tz_name != "UTC" and "tz" not in params:
+        query["tz"] = tz_name
+    base = reverse("execution_list")
+    return f"{base}?{query.urlencode()}" if query else base
+
+
+def _with(request: HttpRequest, **changes: Any) -> str:
+    """This page's URL with some parameters changed (None removes one). Any
+    change but the cursor's starts again from the newest page."""
+    params = {key: request.GET.getlist(key) for key in request.GET}
+    if set(changes) - {"cursor"}:
+        params.pop("cursor", None)
+    for key, value in changes.items():
+        if value is None or value == [] or value == "":
+            params.pop(key, None)
+        elif isinstance(value, list):
+            params[key] = value
+        else:
+            params[key] = [str(value)]
+    return _url(request, params)
+
+
+def _format_count(n: int, exact: bool) -> str:
+    return f"{n:,}" if exact else f"{n:,}+"
+
+
+def _chips(request: HttpRequest, filters: queries.Filters, counts: queries.Counts) -> list[Chip]:
+    chips = []
+    labels = dict(ExecutionStatus.choices)
+    for c in counts.by_status:
+        selected = c.status in filters.statuses
+        toggled = (
+            [s for s in filters.statuses if s != c.status]
+            if selected
+            else [s for s in STATUSES if s in filters.statuses or s == c.status]
+        )
+        chips.append(
+            Chip(
+                status=c.status,
+                label=str(labels[c.status]),
+                count=_format_count(c.count, c.exact),
+                exact=c.exact,
+                selected=selected,
+                url=_with(request, status=toggled),
+                note=_bound_note(filters, str(labels[c.status]).lower(), c),
+            )
+        )
+    return chips
+
+
+def _bound_note(filters: queries.Filters, label: str, count: queries.StatusCount) -> str:
+    if count.exact:
+        return ""
+    if filters.q:
+        return (
+            f"at least {count.count:,}: the name search is counted among the newest "
+            f"{queries.SEARCH_WINDOW:,} {label} executions only"
+        )
+    return f"at least {queries.CAP:,}: counting stops there"
+
+
+def _all_chip(request: HttpRequest, filters: queries.Filters, counts: queries.Counts) -> Chip:
+    return Chip(
+        status="",
+        label="All",
+        count=_format_count(counts.total, counts.total_exact),
+        exact=counts.total_exact,
+        selected=not filters.statuses,
+        url=_with(request, status=None),
+    )
+
+
+def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[ActiveFilter]:
+    out = []
+    if filters.state_machine_arn:
+        out.append(
+            ActiveFilter(
+                "State machine",
+                _state_machine_name(filters.state_machine_arn),
+                _with(request, state_machine=None),
+            )
+        )
+    if filters.q:
+        out.append(ActiveFilter("Name contains", filters.q, _with(request, q=None)))
+    if filters.started_after:
+        out.append(
+            ActiveFilter(
+                "Started at or after",
+                _local(filters.started_after),
+                _with(request, started_after=None),
+            )
+        )
+    if filters.started_before:
+        out.append(
+            ActiveFilter(
+                "Started before",
+                _local(filters.started_before),
+                _with(request, started_before=None),
+            )
+        )
+    return out
+
+
+def _local(value: dt.datetime) -> str:
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def _state_machine_name(arn: str) -> str:
+    if not arn:
+        return ""
+    try:
+        return parse_state_machine_arn(arn).name
+    except NotAnArn:
+        return arn
+
+
+def _presets(request: HttpRequest) -> list[tuple[str, str]]:
+    # Absolute times, so that a shared link shows the same executions later.
+    now = timezone.now().replace(microsecond=0)
+    return [
+        (
+            label,
+            _with(
+                request,
+                started_after=(now - dt.timedelta(seconds=seconds))
+                .isoformat()
+                .replace("+00:00", "Z"),
+                started_before=None,
+            ),
+        )
+        for label, seconds in PRESETS
+    ]

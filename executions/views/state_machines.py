@@ -1,14 +1,134 @@
-"""PLACEHOLDER: replaced by the pages work (issue 3)."""
+"""State machines: what each one is doing now and over the last day."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .. import activity
+from ..activity import FAILURE_STATUSES, MachineStats, execution_list_url
+from ..arns import NotAnArn, state_machine_console_url
+from ..models import Execution, StateMachine, SyncRun
+from .common import state_machine_or_404
+
+RECENT_EXECUTIONS = 20
+RECENT_FAILED_RUNS = 5
+# Columns of the list, after "running now".
+COUNT_COLUMNS = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 
 
-def _todo(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+class StateMachineFilterForm(forms.Form):
+    q = forms.CharField(max_length=80, required=False)
 
 
-state_machine_list = state_machine_detail = _todo
+@dataclass
+class Row:
+    state_machine: StateMachine
+    stats: MachineStats
+    chart: activity.Chart
+    links: dict[str, str]
+
+
+def _links(tz_name: str, arn: str) -> dict[str, str]:
+    links = {
+        status: execution_list_url(tz_name, state_machine=arn, status=[status])
+        for status in activity.STATUSES
+    }
+    links["all"] = execution_list_url(tz_name, state_machine=arn)
+    links["failures"] = execution_list_url(tz_name, state_machine=arn, status=FAILURE_STATUSES)
+    return links
+
+
+@require_GET
+def state_machine_list(request: HttpRequest) -> HttpResponse:
+    form = StateMachineFilterForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request, "executions/state_machine_list.html", {"form": form, "rows": []}, status=400
+        )
+    tz_name = getattr(request, "tz_name", "UTC")
+    now = timezone.now()
+    machines = StateMachine.objects.all()
+    if form.cleaned_data["q"]:
+        machines = machines.filter(name__icontains=form.cleaned_data["q"])
+    # Deleted ones last: their executions stay in the cache, but they are history.
+    machines_list = sorted(machines.order_by("name"), key=lambda sm: sm.status == "DELETED")
+    ids = [sm.pk for sm in machines_list] if form.cleaned_data["q"] else None
+    stats = activity.machine_stats(ids, now)
+    hours = activity.hourly(ids, now)
+    rows = [
+        Row(
+            state_machine=sm,
+            stats=stats.get(sm.pk) or MachineStats(),
+            chart=activity.chart(hours.get(sm.pk, []), sm.arn, tz_name, now),
+            links=_links(tz_name, sm.arn),
+        )
+        for sm in machines_list
+    ]
+    return render(
+        request,
+        "executions/state_machine_list.html",
+        {
+            "form": form,
+            "rows": rows,
+            "columns": COUNT_COLUMNS,
+            "running_total": sum(r.stats.running for r in rows),
+        },
+    )
+
+
+@require_GET
+def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
+    sm = state_machine_or_404(arn)
+    tz_name = getattr(request, "tz_name", "UTC")
+    now = timezone.now()
+    stats = activity.machine_stats([sm.pk], now).get(sm.pk) or MachineStats()
+    chart = activity.chart(activity.hourly([sm.pk], now).get(sm.pk, []), sm.arn, tz_name, now)
+    recent = list(
+        Execution.objects.filter(state_machine=sm)
+        .order_by("-start_date", "-id")
+        .only("arn", "name", "status", "start_date", "stop_date", "state_machine_id", "sync_error")[
+            :RECENT_EXECUTIONS
+        ]
+    )
+    failed_runs = list(
+        SyncRun.objects.filter(state_machine=sm, ok=False).order_by("-started_at")[
+            :RECENT_FAILED_RUNS
+        ]
+    )
+    context: dict[str, Any] = {
+        "sm": sm,
+        "stats": stats,
+        "chart": chart,
+        "links": _links(tz_name, sm.arn),
+        "statuses": activity.STATUSES,
+        "recent": recent,
+        "failed_runs": failed_runs,
+        "definition": _pretty(sm.definition),
+        "console_url": _console_url(sm.arn),
+        "can_stop": request.user.has_perm("executions.stop_execution"),
+    }
+    return render(request, "executions/state_machine_detail.html", context)
+
+
+def _pretty(definition: str) -> str:
+    if not definition:
+        return ""
+    try:
+        return json.dumps(json.loads(definition), indent=2, ensure_ascii=False)
+    except ValueError:
+        return definition
+
+
+def _console_url(arn: str) -> str:
+    try:
+        return state_machine_console_url(arn)
+    except NotAnArn:
+        return ""

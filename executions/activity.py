@@ -1,0 +1,288 @@
+"""What state machines have been doing: counts per status, the failure rate
+over the last day, and executions started per hour, drawn as a stacked bar chart.
+
+Each is one aggregate query for any number of state machines, so the pages
+cost the same with 3 state machines or 3,000.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.db.models import Count, Max, Q
+from django.db.models.functions import Trunc
+from django.urls import reverse
+from django.utils import timezone
+
+from .models import OPEN_STATUSES, Execution, ExecutionStatus
+
+WINDOW = dt.timedelta(hours=24)
+# Closed this way, an execution counts against the failure rate.
+FAILURE_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+# Stacking order of the chart, bottom up: failures sit on the baseline,
+# where they are easy to compare from hour to hour.
+STACK_ORDER = ("FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE", "RUNNING", "SUCCEEDED")
+STATUSES = tuple(ExecutionStatus.values)
+
+
+@dataclass
+class MachineStats:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    last_start: dt.datetime | None = None
+    # Closed in the last 24 h, and of those, failed, timed out or aborted.
+    closed_24h: int = 0
+    failed_24h: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def running(self) -> int:
+        return self.counts["RUNNING"]
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed_24h / self.closed_24h if self.closed_24h else None
+
+
+def machine_stats(
+    state_machine_ids: Iterable[int] | None = None, now: dt.datetime | None = None
+) -> dict[int, MachineStats]:
+    """Per state machine id (all of them when `state_machine_ids` is None)."""
+    since = (now or timezone.now()) - WINDOW
+    qs = Execution.objects.all()
+    if state_machine_ids is not None:
+        qs = qs.filter(state_machine_id__in=list(state_machine_ids))
+    closed_recently = Q(stop_date__gte=since) & ~Q(status__in=OPEN_STATUSES)
+    rows = (
+        qs.order_by()
+        .values("state_machine_id", "status")
+        .annotate(
+            n=Count("id"),
+            last=Max("start_date"),
+            closed=Count("id", filter=closed_recently),
+        )
+    )
+    stats: dict[int, MachineStats] = defaultdict(MachineStats)
+    for row in rows:
+        s = stats[row["state_machine_id"]]
+        s.counts[row["status"]] = s.counts.get(row["status"], 0) + row["n"]
+        if row["last"] is not None and (s.last_start is None or row["last"] > s.last_start):
+            s.last_start = row["last"]
+        s.closed_24h += row["closed"]
+        if row["status"] in FAILURE_STATUSES:
+            s.failed_24h += row["closed"]
+    return stats
+
+
+# --- Executions started per hour ------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    status: str
+    count: int
+    y: float
+    height: float
+    url: str
+
+
+@dataclass
+class Bar:
+    start: dt.datetime
+    end: dt.datetime
+    slot_x: float  # left edge of the bar's hour slot (the clickable area)
+    x: float  # left edge of the bar itself
+    center: float
+    total: int
+    url: str
+    segments: list[Segment]
+    label: str  # the hour on the axis, in the page's zone; "" for unlabelled bars
+
+
+@dataclass
+class LegendItem:
+    status: str
+    count: int
+    url: str
+
+
+@dataclass
+class Chart:
+    bars: list[Bar]
+    top: int  # the value at the top of the scale
+    total: int
+    legend: list[LegendItem]  # statuses seen in the window, with counts and links
+    width: float
+    step: float
+    height: float
+    bar_width: float
+    plot_height: float
+
+
+# Geometry of the chart (SVG user units).
+_STEP = 24.0
+_BAR = 18.0
+_PLOT = 110.0
+_AXIS = 18.0
+
+
+def hourly(
+    state_machine_ids: Iterable[int] | None = None,
+    now: dt.datetime | None = None,
+    hours: int = 24,
+) -> dict[int, list[tuple[dt.datetime, str, int]]]:
+    """(hour start, status, count) per state machine id, for the last `hours` hours."""
+    first = window_start(now, hours)
+    qs = Execution.objects.filter(start_date__gte=first)
+    if state_machine_ids is not None:
+        qs = qs.filter(state_machine_id__in=list(state_machine_ids))
+    rows = (
+        qs.order_by()
+        .annotate(hour=Trunc("start_date", "hour", tzinfo=dt.UTC))
+        .values("state_machine_id", "hour", "status")
+        .annotate(n=Count("id"))
+    )
+    out: dict[int, list[tuple[dt.datetime, str, int]]] = defaultdict(list)
+    for row in rows:
+        out[row["state_machine_id"]].append((row["hour"], row["status"], row["n"]))
+    return out
+
+
+def window_start(now: dt.datetime | None = None, hours: int = 24) -> dt.datetime:
+    """The first hour shown: the current hour is the last of `hours` bars."""
+    now = (now or timezone.now()).astimezone(dt.UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=hours - 1)
+
+
+def chart(
+    counts: list[tuple[dt.datetime, str, int]],
+    state_machine_arn: str,
+    tz_name: str = "UTC",
+    now: dt.datetime | None = None,
+    hours: int = 24,
+    label_every: int = 3,
+) -> Chart:
+    first = window_start(now, hours)
+    by_hour: dict[dt.datetime, dict[str, int]] = defaultdict(dict)
+    per_status: dict[str, int] = dict.fromkeys(STACK_ORDER, 0)
+    for hour, status, n in counts:
+        hour = hour.astimezone(dt.UTC)
+        by_hour[hour][status] = by_hour[hour].get(status, 0) + n
+        per_status[status] = per_status.get(status, 0) + n
+    biggest = max((sum(v.values()) for v in by_hour.values()), default=0)
+    top = nice_ceiling(biggest)
+    scale = _PLOT / top if top else 0.0
+    bars = []
+    for i in range(hours):
+        start = first + dt.timedelta(hours=i)
+        end = start + dt.timedelta(hours=1)
+        hour_counts = by_hour.get(start, {})
+        y = _PLOT
+        segments = []
+        for status in STACK_ORDER:
+            n = hour_counts.get(status, 0)
+            if not n:
+                continue
+            height = max(n * scale, 1.0)
+            y -= height
+            segments.append(
+                Segment(
+                    status=status,
+                    count=n,
+                    y=round(y, 2),
+                    height=round(height, 2),
+                    url=execution_list_url(
+                        tz_name,
+                        state_machine=state_machine_arn,
+                        status=[status],
+                        started_after=start,
+                        started_before=end,
+                    ),
+                )
+            )
+        local = timezone.localtime(start)
+        bars.append(
+            Bar(
+                start=start,
+                end=end,
+                slot_x=i * _STEP,
+                x=i * _STEP + (_STEP - _BAR) / 2,
+                center=i * _STEP + _STEP / 2,
+                total=sum(hour_counts.values()),
+                url=execution_list_url(
+                    tz_name,
+                    state_machine=state_machine_arn,
+                    started_after=start,
+                    started_before=end,
+                ),
+                segments=segments,
+                label=f"{local:%H:%M}" if i % label_every == 0 else "",
+            )
+        )
+    return Chart(
+        bars=bars,
+        top=top,
+        total=sum(per_status.values()),
+        legend=[
+            LegendItem(
+                status=status,
+                count=n,
+                url=execution_list_url(
+                    tz_name, state_machine=state_machine_arn, status=[status], started_after=first
+                ),
+            )
+            for status, n in per_status.items()
+            if n
+        ],
+        width=hours * _STEP,
+        step=_STEP,
+        height=_PLOT + _AXIS,
+        bar_width=_BAR,
+        plot_height=_PLOT,
+    )
+
+
+def nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... at or above `value` (0 stays 0)."""
+    if value <= 0:
+        return 0
+    magnitude = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * magnitude >= value:
+                return step * magnitude
+        magnitude *= 10
+
+
+def execution_list_url(
+    tz_name: str = "UTC",
+    *,
+    state_machine: str = "",
+    status: Iterable[str] = (),
+    started_after: dt.datetime | None = None,
+    started_before: dt.datetime | None = None,
+) -> str:
+    """A link to the executions list with these filters (the list reads
+    `state_machine`, repeatable `status`, `started_after`, `started_before`)."""
+    params: list[tuple[str, str]] = []
+    if state_machine:
+        params.append(("state_machine", state_machine))
+    params.extend(("status", s) for s in status)
+    if started_after is not None:
+        params.append(("started_after", _iso(started_after)))
+    if started_before is not None:
+        params.append(("started_before", _iso(started_before)))
+    if tz_name != "UTC":
+        params.append(("tz", tz_name))
+    url = reverse("execution_list")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,171 @@
+"""Query strings, validated: a bad value is answered with a 400 that names the
+parameter and says why, never with a 500."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from .arns import NotAnArn, parse_state_machine_arn
+from .models import ExecutionStatus
+from .queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
+
+STATUSES = tuple(ExecutionStatus.values)
+# Long enough for an execution ARN inside an AWS console URL; a name is at
+# most 80 characters, so nothing longer can match anyway.
+MAX_QUERY = 4096
+# Timestamps pasted from logs often carry nanoseconds; Python keeps microseconds.
+_FRACTION = re.compile(r"([.,]\d{6})\d+")
+
+
+def _shown(value: object) -> str:
+    """A bad value, quoted and cut short for the error message."""
+    text = str(value)
+    return repr(text[:60] + "…") if len(text) > 60 else repr(text)
+
+
+class StatusesField(forms.MultipleChoiceField):
+    """`status` repeated (?status=FAILED&status=TIMED_OUT), or comma-separated,
+    in any case."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=ExecutionStatus.choices, required=False, **kwargs)
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        out: list[str] = []
+        for item in value:
+            for part in str(item).split(","):
+                part = part.strip().upper()
+                if part and part not in out:
+                    out.append(part)
+        return out
+
+    def validate(self, value: Any) -> None:
+        for item in value:
+            if item not in STATUSES:
+                raise ValidationError(
+                    f"{_shown(item)} is not an execution status; use one of {', '.join(STATUSES)}",
+                    code="invalid_choice",
+                )
+
+
+class IsoDateTimeField(forms.Field):
+    """ISO 8601, with or without a zone. A time without a zone is in the page's
+    zone (?tz=), so that what a person types means what the page shows."""
+
+    def to_python(self, value: Any) -> dt.datetime | None:
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        problem = ValidationError(
+            f"{_shown(text)} is not an ISO 8601 time; use e.g. 2024-05-01T14:30:00Z, "
+            f"2024-05-01T14:30 (in the page's zone) or 2024-05-01",
+            code="invalid",
+        )
+        if len(text) > 64:
+            raise problem
+        try:
+            parsed = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", text))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.get_current_timezone())
+            return parsed.astimezone(dt.UTC)
+        except (ValueError, OverflowError):
+            raise problem from None
+
+
+class ExecutionFilterForm(forms.Form):
+    """The executions list's filters, shared by the page and the JSON API."""
+
+    status = StatusesField()
+    state_machine = forms.CharField(required=False, max_length=2048)
+    q = forms.CharField(required=False, max_length=MAX_QUERY)
+    started_after = IsoDateTimeField(required=False)
+    started_before = IsoDateTimeField(required=False)
+    cursor = forms.CharField(required=False, max_length=200)
+    per_page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_PAGE)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["state_machine"].error_messages["max_length"] = (
+            "too long for a state machine ARN"
+        )
+        self.fields["q"].error_messages["max_length"] = (
+            f"longer than {MAX_QUERY} characters: not a name, an ARN or a console URL"
+        )
+        self.fields["cursor"].error_messages["max_length"] = "not a page cursor of this list"
+        self.fields["per_page"].error_messages.update(
+            {
+                "invalid": "not a whole number",
+                "min_value": "must be at least 1",
+                "max_value": f"at most {MAX_PER_PAGE} executions per page",
+            }
+        )
+
+    def clean_state_machine(self) -> str:
+        arn: str = self.cleaned_data["state_machine"].strip()
+        if arn:
+            try:
+                parse_state_machine_arn(arn)
+            except NotAnArn:
+                raise ValidationError(
+                    f"{_shown(arn)} is not a state machine ARN (it should look like "
+                    "arn:aws:states:us-east-1:123456789012:stateMachine:Name)",
+                    code="invalid",
+                ) from None
+        return arn
+
+    def clean_cursor(self) -> Cursor | None:
+        token: str = self.cleaned_data["cursor"].strip()
+        if not token:
+            return None
+        try:
+            return Cursor.decode(token)
+        except ValueError:
+            raise ValidationError(
+                "not a page cursor of this list (it may be cut short); "
+                "start again from the newest page",
+                code="invalid",
+            ) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        after, before = data.get("started_after"), data.get("started_before")
+        if after is not None and before is not None and after >= before:
+            self.add_error("started_before", "must be later than started_after")
+        return data
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(parameter, why) for each bad value, in the order of the fields."""
+        return [
+            (name, "; ".join(str(m) for m in self.errors[name]))
+            for name in self.fields
+            if name in self.errors
+        ]
+
+    def problem_message(self) -> str:
+        return "; ".join(f"bad value for {name}: {why}" for name, why in self.problems())
+
+    def filters(self) -> Filters:
+        data = self.cleaned_data
+        statuses = tuple(s for s in STATUSES if s in data["status"])
+        return Filters(
+            # All six is no status filter at all (and uses the plain index).
+            statuses=() if len(statuses) == len(STATUSES) else statuses,
+            state_machine_arn=data["state_machine"],
+            q=data["q"],
+            started_after=data["started_after"],
+            started_before=data["started_before"],
+        )
+
+    @property
+    def page_size(self) -> int:
+        return self.cleaned_data.get("per_page") or DEFAULT_PER_PAGE

@@ -1,0 +1,237 @@
+"""Stopping an execution from the dashboard, and the audit record of every attempt.
+
+One attempt is one `StopRequest` row, claimed by the confirmation form's
+`request_token` *before* anything is sent: a replayed or double-clicked POST
+finds the row and sends nothing again. Then, in order:
+
+1. a live DescribeExecution (the cache may be seconds old): an execution
+   that already finished is REFUSED and nothing is sent;
+2. StopExecution with the person's `error` and `cause`, so that AWS's own
+   history says who stopped it and why: STOPPED, or FAILED with AWS's answer;
+3. an immediate re-sync of the execution (Celery), or, if the broker is
+   down, the execution stays due for the scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import aws, sync
+from .models import Execution, StopRequest
+
+log = logging.getLogger(__name__)
+
+PERMISSION = "executions.stop_execution"
+# What a claimed attempt says until AWS has answered. If the process dies
+# in between, the audit keeps saying exactly this, which is the truth.
+IN_FLIGHT = (
+    "No outcome recorded: the attempt was interrupted before AWS answered. "
+    "The execution may or may not have been stopped; check its status."
+)
+# A duplicate POST waits this long for the first one to get AWS's answer,
+# so that the page it shows tells the outcome.
+DUPLICATE_WAIT = 20.0
+_POLL = 0.2
+
+
+class TokenReused(ValueError):
+    """The form's token was already used to stop another execution."""
+
+
+def request_stop(
+    execution: Execution,
+    user: AbstractBaseUser | AnonymousUser,
+    error: str,
+    cause: str,
+    request_token: uuid.UUID,
+    *,
+    batch_id: uuid.UUID | None = None,
+) -> StopRequest:
+    """Stop `execution` on behalf of `user`, at most once per `request_token`.
+
+    Always returns the attempt's StopRequest (STOPPED, REFUSED or FAILED);
+    AWS errors are recorded, not raised.
+    """
+    if not (isinstance(user, PermissionsMixin) and user.has_perm(PERMISSION)):
+        raise PermissionDenied(f"{user.get_username() or 'anonymous'} may not stop executions")
+    existing = StopRequest.objects.filter(request_token=request_token).first()
+    if existing is not None:
+        return _settled(_same_execution(existing, execution))
+    try:
+        with transaction.atomic():
+            attempt = StopRequest.objects.create(
+                execution=execution,
+                user_id=user.pk,
+                username=user.get_username(),
+                error=error,
+                cause=cause,
+                status_before=execution.status,
+                outcome=StopRequest.Outcome.FAILED,
+                aws_response=IN_FLIGHT,
+                request_token=request_token,
+                batch_id=batch_id,
+            )
+    except IntegrityError:
+        # The same form, posted twice at the same moment: the other request
+        # claimed it first and is the one that talks to AWS.
+        existing = StopRequest.objects.get(request_token=request_token)
+        return _settled(_same_execution(existing, execution))
+
+    try:
+        _attempt(attempt, execution)
+    except Exception as exc:
+        # Not an AWS answer (say, the shared cache that meters the API budget
+        # is down): still a failed attempt, recorded, never a half-written row.
+        log.exception("stop of %s failed", execution.arn)
+        attempt.outcome = StopRequest.Outcome.FAILED
+        attempt.aws_response = f"Not sent: internal error ({type(exc).__name__}: {exc})"[:2000]
+    attempt.save(update_fields=["status_before", "outcome", "aws_response"])
+    log.info(
+        "stop %s of %s by %s: %s",
+        attempt.outcome,
+        execution.arn,
+        attempt.username,
+        attempt.aws_response[:200],
+    )
+    return attempt
+
+
+def in_flight(attempt: StopRequest) -> bool:
+    """The attempt was claimed but AWS's answer was never recorded (yet)."""
+    return attempt.aws_response == IN_FLIGHT
+
+
+def _same_execution(attempt: StopRequest, execution: Execution) -> StopRequest:
+    if attempt.execution_id != execution.pk:
+        raise TokenReused(f"request token {attempt.request_token} belongs to another execution")
+    return attempt
+
+
+def _settled(attempt: StopRequest) -> StopRequest:
+    """The attempt, once whoever claimed it has recorded AWS's answer (bounded wait)."""
+    deadline = time.monotonic() + DUPLICATE_WAIT
+    while in_flight(attempt) and time.monotonic() < deadline:
+        time.sleep(_POLL)
+        attempt.refresh_from_db()
+    return attempt
+
+
+def _attempt(attempt: StopRequest, ex: Execution) -> None:
+    """Fill in the attempt's outcome; the only place that talks to AWS."""
+    Outcome = StopRequest.Outcome
+    if not ex.is_open:
+        # Finished in the cache: a finished execution only runs again after
+        # a redrive, which the sync would have seen. Nothing is sent.
+        attempt.outcome = Outcome.REFUSED
+        attempt.aws_response = f"Already finished ({ex.status}) in the cache: nothing was sent."
+        return
+
+    try:
+        live = aws.describe_execution(ex.arn)
+    except aws.Throttled:
+        # The re-check is a courtesy; the stop must still go out mid-incident.
+        # StopExecution has its own, much larger quota, and AWS refuses to
+        # stop a finished execution anyway.
+        live = None
+    except aws.AwsError as exc:
+        attempt.outcome = Outcome.FAILED
+        attempt.aws_response = _failure_text(exc)
+        return
+    if live is not None:
+        _store(ex, live)
+        attempt.status_before = str(live.get("status", ex.status))
+        if attempt.status_before not in ("RUNNING", "PENDING_REDRIVE"):
+            attempt.outcome = Outcome.REFUSED
+            attempt.aws_response = (
+                f"Already finished: AWS says {attempt.status_before} "
+                "(live DescribeExecution); nothing was sent."
+            )
+            _resync(ex)
+            return
+
+    try:
+        answer = aws.stop_execution(ex.arn, error=attempt.error, cause=attempt.cause)
+    except aws.AlreadyFinished as exc:
+        attempt.outcome = Outcome.REFUSED
+        attempt.aws_response = f"Already finished: AWS says {exc.message}"
+        _resync(ex)
+        return
+    except aws.AwsError as exc:
+        attempt.outcome = Outcome.FAILED
+        attempt.aws_response = _failure_text(exc)
+        return
+
+    attempt.outcome = Outcome.STOPPED
+    attempt.aws_response = json.dumps(answer, default=_json_default, sort_keys=True)
+    _record_aborted(ex, attempt, aws.utc(answer.get("stopDate")))
+    _resync(ex)
+
+
+def _failure_text(exc: aws.AwsError) -> str:
+    if isinstance(exc, aws.Unavailable):
+        return f"AWS unreachable: nothing could be sent ({exc.code or 'no answer'}: {exc.message})"
+    if isinstance(exc, aws.Throttled):
+        return f"AWS is throttling, try again in a few seconds ({exc.code}: {exc.message})"
+    if isinstance(exc, aws.NotFound):
+        return f"AWS does not know this execution ({exc.code}: {exc.message})"
+    code = f"{exc.code}: " if exc.code else ""
+    return f"AWS refused: {code}{exc.message}"
+
+
+def _store(ex: Execution, live: dict[str, Any]) -> None:
+    """Keep what the live re-check said, as the sync would (compare-and-set)."""
+    if not sync._store_description(ex, live):
+        ex.refresh_from_db()
+        sync._store_description(ex, live)
+
+
+def _record_aborted(ex: Execution, attempt: StopRequest, stop_date: dt.datetime | None) -> None:
+    """AWS accepted the stop: the execution is ABORTED with our error and cause.
+
+    Stored right away so that the page we redirect to does not show it
+    running; compare-and-set on what the live re-check stored, so a sync
+    that knows better wins, and `needs_describe` makes the next sync
+    confirm it from AWS.
+    """
+    Execution.objects.filter(pk=ex.pk, status=ex.status, redrive_count=ex.redrive_count).update(
+        status="ABORTED",
+        stop_date=stop_date or timezone.now(),
+        error=attempt.error,
+        cause=attempt.cause,
+        needs_describe=True,
+        history_complete=False,
+    )
+
+
+def _resync(ex: Execution) -> None:
+    """Sync the execution now: due at once for the scheduler (durable), and a
+    task for a worker (immediate) once this transaction commits."""
+    Execution.objects.filter(pk=ex.pk).update(needs_describe=True, sync_due_at=timezone.now())
+    transaction.on_commit(lambda: _enqueue_resync(ex.arn))
+
+
+def _enqueue_resync(arn: str) -> None:
+    from . import tasks
+
+    try:
+        tasks.sync_execution_now.delay(arn)
+    except Exception:
+        # The broker (Redis) is down. The stop itself is done and recorded;
+        # the execution is due, so the scheduler syncs it when things are back.
+        log.warning("could not enqueue the re-sync of %s; it stays due", arn, exc_info=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return aws.utc(value).isoformat()
+    return str(value)
