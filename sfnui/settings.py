@@ -261,6 +261,20 @@ SFNUI_STALE_AFTER = env_float("SFNUI_STALE_AFTER", 120.0)
 # Sync runs older than this are deleted.
 SFNUI_SYNC_RUN_RETENTION_DAYS = env_int("SFNUI_SYNC_RUN_RETENTION_DAYS", 7)
 
+# --- Incident features -------------------------------------------------------
+
+# Chat tools unfurl links without signing in: when on, a request without a
+# session gets a minimal page with only Open Graph / Twitter tags (status,
+# state machine, name, failing state, first line of the error, start, data
+# age) and a sign-in link; never input, output or cause.
+SFNUI_PUBLIC_PREVIEWS = env_bool("SFNUI_PUBLIC_PREVIEWS", False)
+# The address people reach the dashboard at, for absolute links in copied
+# summaries, previews and webhooks (e.g. https://sfnui.example.com). Unset:
+# taken from each request.
+SFNUI_BASE_URL = env_str("SFNUI_BASE_URL").rstrip("/")
+# "Watch" posts a Slack-compatible message here when a watched execution ends.
+SFNUI_WATCH_WEBHOOK_URL = env_str("SFNUI_WATCH_WEBHOOK_URL")
+
 # --- Celery ------------------------------------------------------------------
 
 CELERY_TASK_DEFAULT_QUEUE = env_str("SFNUI_QUEUE", "sfnui")
