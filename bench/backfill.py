@@ -22,15 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import DEFAULT_REDIS_URL, ROOT, report, reset_cache_tables, setup_django, workers
+from bench.common import (
+    DEFAULT_REDIS_URL,
+    fakeaws_process,
+    report,
+    reset_cache_tables,
+    setup_django,
+    workers,
+)
 
 # ~20 events: ExecutionStarted, 9 Pass states entered and exited, ExecutionSucceeded.
 TWENTY_EVENTS = {
@@ -40,12 +44,6 @@ TWENTY_EVENTS = {
         "S8": {"Type": "Pass", "End": True},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -62,18 +60,7 @@ def main() -> None:
     from executions.budget import bucket
     from executions.models import Execution
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "fakeaws", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()  # "fakeaws: ... on http://..."
+    with fakeaws_process() as endpoint:
         config = Config(retries={"total_max_attempts": 1}, max_pool_connections=20)
         sfn = boto3.client(
             "stepfunctions", region_name="us-east-1", endpoint_url=endpoint, config=config
@@ -194,9 +181,6 @@ def main() -> None:
                 "through AWS quotas": quota_result,
             },
         )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def _working_seconds() -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -152,6 +153,29 @@ def workers(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextmanager
+def fakeaws_process(*args: str) -> Iterator[str]:
+    """`python -m fakeaws` in its own process on a free loopback port (so that
+    the endpoint does not share a GIL with what measures it); yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fakeaws", "--port", str(port), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "fakeaws: Step Functions endpoint on http://..."
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> float:

@@ -19,17 +19,14 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.backfill import free_port
 from bench.common import (
     DEFAULT_REDIS_URL,
-    ROOT,
+    fakeaws_process,
     report,
     reset_cache_tables,
     setup_django,
@@ -63,18 +60,7 @@ def main() -> None:
     from executions.models import Execution
 
     reset_cache_tables()
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "fakeaws", "--port", str(port), "--quotas", "aws"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
+    with fakeaws_process("--quotas", "aws") as endpoint:
         # Our own set-up calls pay AWS's quotas too: retry them patiently.
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 20}, max_pool_connections=20
@@ -158,9 +144,6 @@ def main() -> None:
                 "share of each quota": settings.SFNUI_API_SHARE,
             },
         )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def _control(endpoint: str, path: str) -> Any:

@@ -19,8 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench.backfill import free_port
-from bench.common import DEFAULT_REDIS_URL, ROOT, report, reset_cache_tables, setup_django
+from bench.common import (
+    DEFAULT_REDIS_URL,
+    ROOT,
+    fakeaws_process,
+    report,
+    reset_cache_tables,
+    setup_django,
+)
 
 KIB_256 = "x" * (256 * 1024 - 64)
 # 1 + 2 + 3 x 8332 + 1 events ~ 25,000 (AWS's limit).
@@ -54,19 +60,7 @@ def main() -> None:
     from executions.models import Execution, HistoryEvent
 
     reset_cache_tables()
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "fakeaws", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    worker = None
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
+    with fakeaws_process() as endpoint:
         sfn = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url=endpoint)
         sm = sfn.create_state_machine(
             name="big", definition=json.dumps(LOOP), roleArn="arn:aws:iam::123456789012:role/b"
@@ -91,17 +85,21 @@ def main() -> None:
              "--loglevel=WARNING", "--schedule", str(ROOT / "var" / "bench" / "beat-rss")],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        time.sleep(3)
-        idle = vm_hwm_mb(worker.pid)
-        started = time.monotonic()
-        while not Execution.objects.filter(arn=arn, history_complete=True).exists():
-            if worker.poll() is not None:
-                raise RuntimeError("the worker died: see var/bench/worker_rss.log")
-            if time.monotonic() - started > 900:
-                raise TimeoutError("not synced in 15 minutes")
-            time.sleep(0.5)
-        elapsed = time.monotonic() - started
-        peak = vm_hwm_mb(worker.pid)
+        try:
+            time.sleep(3)
+            idle = vm_hwm_mb(worker.pid)
+            started = time.monotonic()
+            while not Execution.objects.filter(arn=arn, history_complete=True).exists():
+                if worker.poll() is not None:
+                    raise RuntimeError("the worker died: see var/bench/worker_rss.log")
+                if time.monotonic() - started > 900:
+                    raise TimeoutError("not synced in 15 minutes")
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            peak = vm_hwm_mb(worker.pid)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
         events = HistoryEvent.objects.filter(execution__arn=arn).count()
         report(
             "worker_rss",
@@ -112,12 +110,6 @@ def main() -> None:
                 "worker RSS MB before the sync": round(idle, 1),
             },
         )
-    finally:
-        if worker is not None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
