@@ -53,12 +53,29 @@ def fake_aws(fake_aws_server: FakeAwsServer, settings: Any) -> FakeAwsServer:
     return fake_aws_server
 
 
+_DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+}
+
+
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any, django_db_setup: None, django_db_blocker: Any) -> None:
+def _isolated(request: pytest.FixtureRequest, settings: Any) -> None:
     # Locks and budgets live in the shared cache, which outlives the test
-    # database's rollback (and, with Redis, the test session).
-    with django_db_blocker.unblock():
+    # database's rollback (and, with Redis, the test session). Without Redis
+    # the cache is a table of the test database, which exists only for tests
+    # that use the database: never clear the real one.
+    uses_db = bool(request.node.get_closest_marker("django_db")) or bool(
+        _DB_FIXTURES & set(request.fixturenames)
+    )
+    if settings.REDIS_URL:
         cache.clear()
+    elif uses_db:
+        request.getfixturevalue("django_db_setup")
+        with request.getfixturevalue("django_db_blocker").unblock():
+            cache.clear()
     settings.SFNUI_API_QUOTAS = dict(UNLIMITED)
     settings.SFNUI_AWS_MAX_ATTEMPTS = 2
     settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens: no real AWS

@@ -1,0 +1,79 @@
+"""`python -m demo`: the demo endpoint and its traffic, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import sys
+import threading
+from types import FrameType
+
+import boto3
+from botocore.config import Config
+
+from fakeaws import FakeAwsServer
+
+from .traffic import Traffic
+
+log = logging.getLogger("demo")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="A local Step Functions endpoint (moto in execute mode) with a team's "
+        "state machines that keep producing executions: successes, failures, time-outs "
+        "and hour-long runs worth stopping.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="0 (the default): a free port")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--seed", type=int, default=None, help="make the traffic repeatable")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    server = FakeAwsServer(port=args.port, host=args.host).start()
+    try:
+        client = boto3.session.Session().client(
+            "stepfunctions",
+            endpoint_url=server.url,
+            region_name=args.region,
+            # The endpoint checks no signature, but botocore will not send an
+            # unsigned request.
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo",  # noqa: S106
+            config=Config(
+                connect_timeout=2,
+                read_timeout=10,
+                retries={"mode": "standard", "total_max_attempts": 2},
+            ),
+        )
+        traffic = Traffic(client, rng=random.Random(args.seed))
+        names = ", ".join(traffic.seed())
+        traffic.first_batch()
+        # bin/run waits for this line: the endpoint is up and has executions.
+        print(f"demo: Step Functions endpoint on {server.url} ({args.region}: {names})", flush=True)
+        traffic.run(stop)
+        log.info("stopping: %s", traffic.summary())
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

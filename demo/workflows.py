@@ -1,0 +1,332 @@
+"""The demo team's state machines, and the inputs their callers send.
+
+Each workflow is a definition moto really runs (execute mode) plus a function
+that makes one realistic input. What an execution does depends only on its
+input: an order without items is rejected, a payment by legacy wallet goes to
+a ledger table that does not exist and fails after visible retries, a slow
+invoice runs past the state machine's time limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/demo-step-functions"
+
+Input = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    # Execution names: f"{prefix}-{yyyymmdd}-{hhmm}-{4 hex}"
+    prefix: str
+    definition: Callable[[str], dict[str, Any]]  # region -> definition
+    make_input: Callable[[random.Random, dt.datetime], Input]
+    # Mean seconds between two starts while the demo is busy (its first minutes).
+    every: float
+    # Turns an input into one that takes the unhappy path (fails, times out),
+    # so that the first batch shows every outcome.
+    unhappy: Callable[[Input], Input] | None = None
+
+
+def _lambda(region: str, function: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}"
+
+
+# --- order-pipeline: Choice, a Map over the items, a Parallel, Lambda tasks ---------------
+
+
+def order_pipeline(region: str) -> dict[str, Any]:
+    return {
+        "Comment": "Takes a checkout: reserves every item, ships and bills in parallel.",
+        "StartAt": "ValidateOrder",
+        "States": {
+            "ValidateOrder": {"Type": "Pass", "Next": "HasItems"},
+            "HasItems": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.items[0]", "IsPresent": True, "Next": "ReserveItems"}],
+                "Default": "RejectOrder",
+            },
+            "ReserveItems": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "MaxConcurrency": 4,
+                "Iterator": {
+                    "StartAt": "ReserveStock",
+                    "States": {
+                        "ReserveStock": {
+                            "Type": "Task",
+                            "Resource": _lambda(region, "reserve-stock"),
+                            "Next": "HoldItem",
+                        },
+                        "HoldItem": {"Type": "Wait", "Seconds": 1, "End": True},
+                    },
+                },
+                "ResultPath": "$.reservations",
+                "Next": "ShipAndBill",
+            },
+            "ShipAndBill": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "CreateShipment",
+                        "States": {
+                            "CreateShipment": {
+                                "Type": "Task",
+                                "Resource": _lambda(region, "create-shipment"),
+                                "End": True,
+                            }
+                        },
+                    },
+                    {
+                        "StartAt": "BillCustomer",
+                        "States": {
+                            "BillCustomer": {
+                                "Type": "Task",
+                                "Resource": _lambda(region, "bill-customer"),
+                                "End": True,
+                            }
+                        },
+                    },
+                ],
+                "ResultPath": "$.fulfilment",
+                "Next": "SettleOrder",
+            },
+            "SettleOrder": {"Type": "Wait", "Seconds": 2, "Next": "OrderComplete"},
+            "OrderComplete": {"Type": "Succeed"},
+            "RejectOrder": {
+                "Type": "Fail",
+                "Error": "Order.NoItems",
+                "CausePath": "States.Format('order {} from {} has no items', $.orderId, $.channel)",
+            },
+        },
+    }
+
+
+SKUS = ("SKU-1040", "SKU-2231", "SKU-3307", "SKU-4410", "SKU-5120", "SKU-7781", "SKU-9002")
+
+
+def order_input(rng: random.Random, now: dt.datetime) -> Input:
+    # About one order in 25 arrives empty (a broken client) and is rejected.
+    count = 0 if rng.random() < 0.04 else rng.choice((1, 1, 2, 2, 3, 4, 6))
+    return {
+        "orderId": f"ord-{rng.randrange(10000, 99999)}",
+        "customerId": f"cus-{rng.randrange(1000, 9999)}",
+        "channel": rng.choice(("web", "web", "mobile", "partner-api")),
+        "currency": rng.choice(("EUR", "EUR", "USD", "GBP")),
+        "express": rng.random() < 0.2,
+        "items": [
+            {
+                "sku": rng.choice(SKUS),
+                "quantity": rng.randint(1, 3),
+                "unitPrice": round(rng.uniform(4, 180), 2),
+            }
+            for _ in range(count)
+        ],
+        "placedAt": now.isoformat(timespec="seconds"),
+    }
+
+
+# --- payment-capture: a Lambda task, and a DynamoDB step that really fails ---------------
+
+LEGACY_LEDGER_TABLE = "legacy-wallet-ledger"
+
+
+def payment_capture(region: str) -> dict[str, Any]:
+    return {
+        "Comment": "Authorizes and captures a payment; legacy wallets go through the old ledger.",
+        "StartAt": "AuthorizePayment",
+        "States": {
+            "AuthorizePayment": {
+                "Type": "Task",
+                "Resource": _lambda(region, "authorize-payment"),
+                "ResultPath": "$.authorization",
+                "Next": "ByMethod",
+            },
+            "ByMethod": {
+                "Type": "Choice",
+                "Choices": [
+                    {
+                        "Variable": "$.method",
+                        "StringEquals": "legacy-wallet",
+                        "Next": "LookUpLegacyLedger",
+                    }
+                ],
+                "Default": "CapturePayment",
+            },
+            # The table was retired with the old wallet service: every lookup
+            # fails with DynamoDB.ResourceNotFoundException, is retried twice,
+            # then caught.
+            "LookUpLegacyLedger": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::dynamodb:getItem",
+                "Parameters": {
+                    "TableName": LEGACY_LEDGER_TABLE,
+                    "Key": {"paymentId": {"S.$": "$.paymentId"}},
+                },
+                "ResultPath": "$.ledger",
+                "Retry": [
+                    {
+                        "ErrorEquals": ["States.ALL"],
+                        "IntervalSeconds": 1,
+                        "MaxAttempts": 2,
+                        "BackoffRate": 2.0,
+                    }
+                ],
+                "Catch": [
+                    {
+                        "ErrorEquals": ["States.ALL"],
+                        "ResultPath": "$.failure",
+                        "Next": "NotCaptured",
+                    }
+                ],
+                "Next": "CapturePayment",
+            },
+            "CapturePayment": {
+                "Type": "Task",
+                "Resource": _lambda(region, "capture-payment"),
+                "ResultPath": "$.capture",
+                "Next": "Captured",
+            },
+            "Captured": {"Type": "Succeed"},
+            "NotCaptured": {
+                "Type": "Fail",
+                "Error": "Payment.CaptureFailed",
+                "CausePath": "States.Format('payment {} of {} {} for order {} was not captured: "
+                "the legacy wallet ledger answered {}', $.paymentId, $.amount, $.currency, "
+                "$.orderId, $.failure.Error)",
+            },
+        },
+    }
+
+
+def payment_input(rng: random.Random, now: dt.datetime) -> Input:
+    return {
+        "paymentId": f"pay-{rng.randrange(16**6):06x}",
+        "orderId": f"ord-{rng.randrange(10000, 99999)}",
+        "amount": round(rng.uniform(5, 600), 2),
+        "currency": rng.choice(("EUR", "EUR", "USD", "GBP")),
+        # About one payment in seven is by legacy wallet, and fails.
+        "method": rng.choices(("card", "sepa", "legacy-wallet"), weights=(70, 16, 14))[0],
+        "requestedAt": now.isoformat(timespec="seconds"),
+    }
+
+
+# --- invoice-render: a short Wait, and a time limit that slow renders exceed --------------
+
+INVOICE_TIME_LIMIT = 10
+
+
+def invoice_render(region: str) -> dict[str, Any]:
+    return {
+        "Comment": "Renders an invoice PDF; gives up (TIMED_OUT) after 10 seconds.",
+        "TimeoutSeconds": INVOICE_TIME_LIMIT,
+        "StartAt": "LoadInvoice",
+        "States": {
+            "LoadInvoice": {"Type": "Pass", "Next": "RenderPdf"},
+            "RenderPdf": {"Type": "Wait", "SecondsPath": "$.renderSeconds", "Next": "StorePdf"},
+            "StorePdf": {
+                "Type": "Task",
+                "Resource": _lambda(region, "store-invoice"),
+                "ResultPath": "$.stored",
+                "End": True,
+            },
+        },
+    }
+
+
+def invoice_input(rng: random.Random, now: dt.datetime) -> Input:
+    pages = rng.randint(1, 12)
+    # One invoice in 20 is a huge one whose rendering runs past the time limit.
+    slow = rng.random() < 0.05
+    return {
+        "invoiceId": f"INV-{now:%Y}-{rng.randrange(100000, 999999)}",
+        "customerId": f"cus-{rng.randrange(1000, 9999)}",
+        "pages": 400 if slow else pages,
+        "renderSeconds": 45 if slow else rng.randint(2, 5),
+    }
+
+
+# --- nightly-batch: waits for an hour; the runaway worth stopping -------------------------
+
+BATCH_WAIT_SECONDS = 3600
+
+
+def nightly_batch(region: str) -> dict[str, Any]:
+    return {
+        "Comment": "Exports the day's tables, waits for the warehouse load, then reconciles.",
+        "StartAt": "PrepareExport",
+        "States": {
+            "PrepareExport": {"Type": "Pass", "Next": "ExportTables"},
+            "ExportTables": {
+                "Type": "Map",
+                "ItemsPath": "$.tables",
+                "Iterator": {
+                    "StartAt": "ExportTable",
+                    "States": {
+                        "ExportTable": {
+                            "Type": "Task",
+                            "Resource": _lambda(region, "export-table"),
+                            "End": True,
+                        }
+                    },
+                },
+                "ResultPath": "$.exports",
+                "Next": "WaitForWarehouseLoad",
+            },
+            "WaitForWarehouseLoad": {
+                "Type": "Wait",
+                "Seconds": BATCH_WAIT_SECONDS,
+                "Next": "Reconcile",
+            },
+            "Reconcile": {
+                "Type": "Task",
+                "Resource": _lambda(region, "reconcile-ledger"),
+                "End": True,
+            },
+        },
+    }
+
+
+def batch_input(rng: random.Random, now: dt.datetime) -> Input:
+    return {
+        "runDate": f"{now:%Y-%m-%d}",
+        "tables": ["orders", "payments", "invoices", "refunds"],
+        "partitions": rng.choice((24, 48, 96)),
+        "triggeredBy": "schedule",
+    }
+
+
+WORKFLOWS: tuple[Workflow, ...] = (
+    Workflow(
+        "order-pipeline",
+        "order",
+        order_pipeline,
+        order_input,
+        every=2.5,
+        unhappy=lambda i: {**i, "items": []},
+    ),
+    Workflow(
+        "payment-capture",
+        "payment",
+        payment_capture,
+        payment_input,
+        every=4.0,
+        unhappy=lambda i: {**i, "method": "legacy-wallet"},
+    ),
+    Workflow(
+        "invoice-render",
+        "invoice",
+        invoice_render,
+        invoice_input,
+        every=6.0,
+        unhappy=lambda i: {**i, "pages": 400, "renderSeconds": 45},
+    ),
+    Workflow("nightly-batch", "nightly", nightly_batch, batch_input, every=180.0),
+)
