@@ -6,11 +6,14 @@ unbounded COUNT(*):
 - a page is the `per_page + 1` rows after a cursor (start date, id) in the
   order of the index that serves the filter (see Execution.Meta.indexes);
 - the counts per status are capped: each status counts at most CAP rows
-  through its own index, and a name search, which no index serves, counts
-  within the newest SEARCH_WINDOW rows of each status, so the chips say
-  "10,000+" or "12+" instead of scanning the table.
+  through its own index, so the chips say "10,000+" instead of scanning the
+  table; a name search is counted among the newest SEARCH_WINDOW executions
+  (or from its page, when that holds every match);
+- a name search walks the start index only as far as SEARCH_WALK rows, and
+  otherwise asks the trigram index (see _bounded).
 
-Each is a single SQL statement whatever the filters.
+Each is a single SQL statement whatever the filters (but a page of a name
+search that is rare near its cursor: two).
 """
 
 from __future__ import annotations
@@ -18,12 +21,24 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import connections
-from django.db.models import Case, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from .models import Execution, ExecutionStatus, StateMachine
 
@@ -31,8 +46,18 @@ DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
 # Counts per status stop here ("10,000+").
 CAP = 10_000
-# A name search is counted among this many newest executions of each status.
+# A name search is counted among this many newest executions (see _search_counts).
 SEARCH_WINDOW = 2_000
+# A name search walks this many executions past the cursor before it asks the
+# trigram index instead (see _bounded).
+SEARCH_WALK = 5_000
+# Bounds of a walk that saw every execution past its cursor (see _bounded).
+_FIRST = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+_LAST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+# The start date as an expression no index serves (see _window).
+_UNINDEXED_START = ExpressionWrapper(
+    F("start_date") + Value(dt.timedelta(0)), output_field=DateTimeField()
+)
 
 STATUSES: tuple[str, ...] = tuple(ExecutionStatus.values)
 # What a list row needs: never the input or output (up to 256 KiB each).
@@ -151,18 +176,52 @@ def matching(filters: Filters, *, with_status: bool = True) -> QuerySet[Executio
     return qs
 
 
-def _window(qs: QuerySet[Execution], cursor: Cursor | None, size: int) -> QuerySet[Execution]:
-    """The `size` rows just past the cursor, in the direction it points."""
-    if cursor is None:
-        return qs.order_by("-start_date", "-id")[:size]
-    at, pk = cursor.start_date, cursor.id
-    if cursor.forward:
-        # The redundant `start_date <= at` is the range the index scan starts
-        # from; the OR only settles the ties on start_date.
-        qs = qs.filter(Q(start_date__lt=at) | Q(start_date=at, id__lt=pk), start_date__lte=at)
-        return qs.order_by("-start_date", "-id")[:size]
-    qs = qs.filter(Q(start_date__gt=at) | Q(start_date=at, id__gt=pk), start_date__gte=at)
-    return qs.order_by("start_date", "id")[:size]
+def _window(
+    qs: QuerySet[Execution], cursor: Cursor | None, size: int, *, walk: bool = True
+) -> QuerySet[Execution]:
+    """The `size` rows just past the cursor, in the direction it points.
+
+    `walk=False` orders by an expression no index has, so that the database
+    finds the rows some other way (the trigram index) and sorts them, instead
+    of walking exec_start_idx until enough of them turned up."""
+    start: Any = "start_date" if walk else _UNINDEXED_START
+    newest_first = cursor is None or cursor.forward
+    order = (
+        [start.desc() if not walk else "-start_date", "-id"]
+        if newest_first
+        else [start.asc() if not walk else "start_date", "id"]
+    )
+    if cursor is not None:
+        at, pk = cursor.start_date, cursor.id
+        if cursor.forward:
+            # The redundant `start_date <= at` is the range the index scan
+            # starts from; the OR only settles the ties on start_date.
+            qs = qs.filter(Q(start_date__lt=at) | Q(start_date=at, id__lt=pk), start_date__lte=at)
+        else:
+            qs = qs.filter(Q(start_date__gt=at) | Q(start_date=at, id__gt=pk), start_date__gte=at)
+    return qs.order_by(*order)[:size]
+
+
+def _bounded(qs: QuerySet[Execution], plain: QuerySet[Execution], cursor: Cursor | None) -> Any:
+    """`qs` (a name search; `plain`: the same without it) cut off at the start
+    date of the SEARCH_WALK-th execution past the cursor, found in the index
+    alone.
+
+    Walking exec_start_idx and testing each name is fast when matches are
+    common near the cursor ("order": 300 rows for a page), and hopeless when
+    they are rare there: a search for "20260315" in November walked 700,000
+    rows (2 s) back to March. With the cut-off the walk stops after
+    SEARCH_WALK rows; when it comes up short, page() asks the trigram index
+    for every match instead (rare near the cursor means few, as a rule: one
+    day's executions, one order). Each row says where the walk stopped
+    (`walk_end`): None when fewer than SEARCH_WALK executions lie past the
+    cursor, and the walk saw them all."""
+    newest_first = cursor is None or cursor.forward
+    at = _window(plain, cursor, SEARCH_WALK).values("start_date")[SEARCH_WALK - 1 : SEARCH_WALK]
+    end = Subquery(at, output_field=DateTimeField())
+    if newest_first:
+        return qs.annotate(walk_end=end).filter(start_date__gte=Coalesce(end, Value(_FIRST)))
+    return qs.annotate(walk_end=end).filter(start_date__lte=Coalesce(end, Value(_LAST)))
 
 
 def _union_of_ids(members: list[QuerySet[Execution]]) -> RawSQL:
@@ -178,15 +237,35 @@ def _union_of_ids(members: list[QuerySet[Execution]]) -> RawSQL:
 
 
 def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PAGE) -> Page:
-    """One page of the list, newest first, in one query."""
+    """One page of the list, newest first, in one query (two for a name search
+    that is rare near the cursor, see _bounded)."""
+    size = per_page + 1
     qs = matching(filters)
     if len(filters.statuses) > 1:
+        qs = qs.filter(status__in=filters.statuses)
+    # SQLite has no trigram index: walking is all it can do there.
+    search = bool(filters.q) and connections[qs.db].vendor == "postgresql"
+    plain = matching(replace(filters, q=""))
+
+    def walk(member: QuerySet[Execution], status: str | None) -> Any:
+        if not search:
+            return member
+        return _bounded(member, plain if status is None else plain.filter(status=status), cursor)
+
+    wanted = qs.select_related("state_machine").only(*ROW_FIELDS)
+    if len(filters.statuses) > 1:
         # status IN (...) cannot walk one index in start order; the union of
-        # each status's own window (per_page + 1 rows of its index) can.
-        members = [_window(qs.filter(status=s), cursor, per_page + 1) for s in filters.statuses]
-        qs = qs.filter(id__in=_union_of_ids(members))
-    qs = qs.select_related("state_machine").only(*ROW_FIELDS)
-    rows = list(_window(qs, cursor, per_page + 1))
+        # each status's own window (per_page + 1 rows of its index) can. The
+        # few rows it picks are sorted, not found again by walking an index.
+        members = [_window(walk(qs.filter(status=s), s), cursor, size) for s in filters.statuses]
+        rows = list(_window(wanted.filter(id__in=_union_of_ids(members)), cursor, size, walk=False))
+    else:
+        rows = list(_window(walk(wanted, None), cursor, size))
+    # A bounded walk that came up short, unless it saw every execution past
+    # the cursor: every match past the cursor, sorted.
+    saw_all = bool(rows) and getattr(rows[0], "walk_end", 0) is None
+    if search and len(rows) < size and not saw_all:
+        rows = list(_window(wanted, cursor, size, walk=False))
     more = len(rows) > per_page
     rows = rows[:per_page]
     if cursor is not None and not cursor.forward:
@@ -206,40 +285,58 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
     )
 
 
-def status_counts(filters: Filters) -> Counts:
-    """Executions per status for the filters but the status one, capped; one query."""
+def status_counts(filters: Filters, first_page: Page | None = None) -> Counts:
+    """Executions per status for the filters but the status one, capped; one
+    query at most. `first_page`: the list's page without a cursor, when the
+    caller has it (a name search that fits on it is counted from it)."""
+    if filters.q:
+        return _search_counts(filters, first_page)
     qs = matching(filters, with_status=False)
     members: list[str] = []
     params: list[Any] = []
-    inner: QuerySet[Any, Any]
     for i, status in enumerate(STATUSES):
-        if filters.q:
-            # No index serves a substring search: look at the newest
-            # SEARCH_WINDOW executions of this status (the other filters
-            # applied) and count the hits among them.
-            hit = Case(When(name__icontains=filters.q, then=Value(1)), default=Value(0))
-            inner = (
-                matching(replace(filters, q=""), with_status=False)
-                .filter(status=status)
-                .annotate(hit=hit)
-                .order_by("-start_date", "-id")
-                .values("hit")[:SEARCH_WINDOW]
-            )
-            outer = f"SELECT {i}, COUNT(*), COALESCE(SUM(hit), 0) FROM ({{}}) AS c{i}"  # noqa: S608
-        else:
-            inner = qs.filter(status=status).values("id")[: CAP + 1]
-            outer = f"SELECT {i}, COUNT(*), COUNT(*) FROM ({{}}) AS c{i}"  # noqa: S608
+        inner = qs.filter(status=status).values("id")[: CAP + 1]
         sql, inner_params = inner.query.sql_with_params()
-        members.append(outer.format(sql))
+        members.append(f"SELECT {i}, COUNT(*) FROM ({sql}) AS c{i}")  # noqa: S608
         params.extend(inner_params)
     with connections[qs.db].cursor() as cursor:
         cursor.execute(" UNION ALL ".join(members), params)
-        rows = {int(i): (int(scanned), int(found)) for i, scanned, found in cursor.fetchall()}
-    counts = []
-    for i, status in enumerate(STATUSES):
-        scanned, found = rows.get(i, (0, 0))
-        if filters.q:
-            counts.append(StatusCount(status, found, exact=scanned < SEARCH_WINDOW))
-        else:
-            counts.append(StatusCount(status, min(found, CAP), exact=found <= CAP))
-    return Counts(counts)
+        found = {int(i): int(n) for i, n in cursor.fetchall()}
+    return Counts(
+        [
+            StatusCount(status, min(found.get(i, 0), CAP), exact=found.get(i, 0) <= CAP)
+            for i, status in enumerate(STATUSES)
+        ]
+    )
+
+
+def _search_counts(filters: Filters, first_page: Page | None) -> Counts:
+    """A name search's counts. When its first page holds every match (no
+    status filter, no older page), they are counted from that page: exact, no
+    query. Else among the newest SEARCH_WINDOW executions that pass the other
+    filters (one walk of exec_start_idx, whatever the search: bounded work),
+    exact when that was all of them. (Counting the matches themselves costs
+    as much as there are: 1.6 s for a common one whose matches lie months
+    back.)"""
+    if first_page is not None and not filters.statuses and first_page.older is None:
+        found = Counter(row.status for row in first_page.rows)
+        return Counts([StatusCount(status, found[status], True) for status in STATUSES])
+    hit = Case(When(name__icontains=filters.q, then=Value(1)), default=Value(0))
+    newest = (
+        matching(replace(filters, q=""), with_status=False)
+        .annotate(hit=hit)
+        .order_by("-start_date", "-id")
+        .values("status", "hit")[:SEARCH_WINDOW]
+    )
+    sql, params = newest.query.sql_with_params()
+    with connections[newest.db].cursor() as cursor:
+        cursor.execute(
+            f"SELECT status, COUNT(*), COALESCE(SUM(hit), 0) FROM ({sql}) AS w "  # noqa: S608
+            "GROUP BY status",
+            params,
+        )
+        rows = cursor.fetchall()
+    walked = sum(int(n) for _, n, _ in rows)
+    found = Counter({str(status): int(hits) for status, _, hits in rows})
+    exact = walked < SEARCH_WINDOW
+    return Counts([StatusCount(status, found[status], exact) for status in STATUSES])

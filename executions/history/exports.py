@@ -83,10 +83,39 @@ def details_line(event_type: str, details: Any) -> str:
     return ", ".join(f"{f.label}: {one_line(f.value)}" for f in desc.fields)
 
 
-def text_block(event_id: int, timestamp: dt.datetime, event_type: str, details: Any) -> str:
-    head = f"{one_line(event_type)} [{event_id}] @ {iso_ms(timestamp)}"
+def text_block(event_id: int, timestamp: dt.datetime | str, event_type: str, details: Any) -> str:
+    """One event's block. `timestamp` may be iso_ms() text already."""
+    at = timestamp if isinstance(timestamp, str) else iso_ms(timestamp)
+    head = f"{one_line(event_type)} [{event_id}] @ {at}"
     line = details_line(event_type, details)
     return f"{head}:\n  {line}\n" if line else f"{head}\n"
+
+
+class _Lines:
+    """details_line() of details that come as JSON text, each distinct (type,
+    text) worked out once: a long history repeats itself (the same states,
+    resources and errors thousands of times), and describing an event costs
+    more than looking it up. Bounded, so that a history of all-distinct
+    events does not hold them all."""
+
+    LIMIT = 5000
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, str], str] = {}
+
+    def __call__(self, event_type: str, text: str) -> str:
+        key = (event_type, text)
+        line = self.known.get(key)
+        if line is None:
+            try:
+                details = json.loads(text)
+            except ValueError:
+                details = None
+            line = details_line(event_type, details)
+            if len(self.known) >= self.LIMIT:
+                self.known.clear()
+            self.known[key] = line
+        return line
 
 
 def output_line(output: str | None) -> str:
@@ -101,14 +130,22 @@ def output_line(output: str | None) -> str:
 
 
 def text_chunks(execution: Execution, batches: Iterable[list[tuple[Any, ...]]]) -> Iterator[str]:
-    """history.txt, one string per batch of events."""
+    """history.txt, one string per batch of events. Details may come decoded
+    or as JSON text (source.batches(payloads=False): what the lines need)."""
     succeeded_output: str | None = None
+    lines = _Lines()
     for rows in batches:
         parts = []
         for event_id, _prev, ts, event_type, _key, details in rows:
-            parts.append(text_block(event_id, ts, event_type, details))
-            if event_type == "ExecutionSucceeded" and isinstance(details, dict):
-                value = details.get("output")
+            at = ts if isinstance(ts, str) else iso_ms(ts)
+            head = f"{one_line(event_type)} [{event_id}] @ {at}"
+            if isinstance(details, str):
+                line = lines(event_type, details)
+            else:
+                line = details_line(event_type, details)
+            parts.append(f"{head}:\n  {line}\n" if line else f"{head}\n")
+            if event_type == "ExecutionSucceeded":
+                value = _member(details, "output")
                 succeeded_output = value if isinstance(value, str) else None
         yield "".join(parts)
     if execution.status == ExecutionStatus.SUCCEEDED:
@@ -116,6 +153,15 @@ def text_chunks(execution: Execution, batches: Iterable[list[tuple[Any, ...]]]) 
         line = output_line(execution.output if execution.output is not None else succeeded_output)
         if line:
             yield line
+
+
+def _member(details: Any, key: str) -> Any:
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return None
+    return details.get(key) if isinstance(details, dict) else None
 
 
 def _safe_json(text: str) -> str:
@@ -127,18 +173,23 @@ def _safe_json(text: str) -> str:
 def json_chunks(batches: Iterable[list[tuple[Any, ...]]]) -> Iterator[str]:
     """history.json, one string per batch. `details` must be the JSON text the
     database holds (source.batches(raw_details=True)): it is copied, not
-    decoded and encoded again."""
+    decoded and encoded again. A timestamp may be iso_ms() text already."""
     yield '{"events": ['
     first = True
+    # A history has a few dozen types and keys: quote each once.
+    quoted: dict[str, str] = {}
     for rows in batches:
         parts = []
         for event_id, prev, ts, event_type, key, details in rows:
+            at = ts if isinstance(ts, str) else iso_ms(ts)
+            name = quoted.get(event_type) or quoted.setdefault(event_type, json.dumps(event_type))
             head = (
-                f'{{"timestamp": "{iso_ms(ts)}", "type": {json.dumps(event_type)}, '
+                f'{{"timestamp": "{at}", "type": {name}, '
                 f'"id": {int(event_id)}, "previousEventId": {int(prev or 0)}'
             )
             if key and details is not None:
-                head += f", {json.dumps(key)}: {_json_text(details)}"
+                member = quoted.get(key) or quoted.setdefault(key, json.dumps(key))
+                head += f", {member}: {_json_text(details)}"
             parts.append(head + "}")
         if parts:
             yield ("" if first else ", ") + _safe_json(", ".join(parts))
