@@ -4,6 +4,8 @@ import os
 
 from celery import Celery
 
+from . import broker  # noqa: F401 - registers the atomic embedded broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sfnui.settings")
 
 app = Celery("sfnui")
