@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -25,11 +26,22 @@ from django.conf import settings
 from . import budget
 from .arns import region_of
 
+# What an error message may carry that no page or audit row may show: the
+# password of an endpoint or proxy URL (http://user:pw@host), an access key id.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s\"']*@")
+_ACCESS_KEY_ID = re.compile(r"\b((?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{4})[A-Z0-9]{12}\b")
+
+
+def redact(text: str) -> str:
+    return _ACCESS_KEY_ID.sub(r"\1************", _URL_CREDENTIALS.sub(r"\1***@", text))
+
 
 class AwsError(Exception):
-    """Something went wrong talking to AWS; `code` is AWS's error code when it gave one."""
+    """Something went wrong talking to AWS; `code` is AWS's error code when it gave one.
+    The message is shown to people (pages, the audit): credentials are blanked out."""
 
     def __init__(self, message: str, code: str = "", operation: str = "") -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.code = code

@@ -6,7 +6,8 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -62,8 +63,6 @@ class PageErrorMiddleware:
         if not isinstance(exception, PageError):
             return None
         if request.path.startswith("/api/") or request.GET.get("format") == "json":
-            from django.http import JsonResponse
-
             return JsonResponse(
                 {"error": exception.title, "message": exception.message}, status=exception.status
             )
@@ -73,3 +72,47 @@ class PageErrorMiddleware:
             {"title": exception.title, "message": exception.message},
             status=exception.status,
         )
+
+
+class RefusalMessageMiddleware:
+    """Some refusals come out of Django with an empty body (405 from
+    @require_http_methods and friends): every 4xx says what was wrong."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if (
+            400 <= response.status_code < 500
+            and request.method != "HEAD"
+            and not response.streaming
+            and not getattr(response, "content", b"")
+        ):
+            return self.explain(request, response)
+        return response
+
+    @staticmethod
+    def explain(request: HttpRequest, refused: HttpResponseBase) -> HttpResponseBase:
+        status = refused.status_code
+        if status == 405:
+            allowed = refused.get("Allow", "")
+            title = "Method not allowed"
+            message = f"{request.method} is not allowed here" + (
+                f"; this address answers {allowed}." if allowed else "."
+            )
+        else:
+            title = refused.reason_phrase
+            message = f"The request was refused ({status} {refused.reason_phrase})."
+        if request.path.startswith("/api/"):
+            response: HttpResponseBase = JsonResponse(
+                {"error": title, "message": message}, status=status
+            )
+        else:
+            response = render(
+                request, "error.html", {"title": title, "message": message}, status=status
+            )
+        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+            if header in refused:
+                response[header] = refused[header]
+        return response
