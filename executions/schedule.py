@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,8 +35,12 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
     lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
 
     for region in settings.SFNUI_REGIONS:
-        # At most one discovery per interval, whoever asks.
-        if cache.add(f"discover-claimed:{region}", 1, timeout=settings.SFNUI_DISCOVER_INTERVAL):
+        # One discovery per interval, whoever asks. The claim is a lease, as
+        # for the rest: a discovery whose worker died (or that failed) is
+        # claimed again when it ends, not a whole interval later.
+        if cache.get(_discovered_key(region)) is None and cache.add(
+            f"discover-claimed:{region}", 1, timeout=settings.SFNUI_SYNC_LEASE
+        ):
             work.regions.append(region)
 
     due_sms = StateMachine.objects.filter(list_due_at__lte=now).order_by("list_due_at")
@@ -61,6 +66,15 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
         due.extend(routine)
     work.batches = _claim_batches(due, now + lease)
     return work
+
+
+def discovered(region: str) -> None:
+    """The discovery of `region` went through: the next one is due in SFNUI_DISCOVER_INTERVAL."""
+    cache.set(_discovered_key(region), 1, timeout=settings.SFNUI_DISCOVER_INTERVAL)
+
+
+def _discovered_key(region: str) -> str:
+    return f"discovered:{region}"
 
 
 def claim_flagged(arns: list[str], now: dt.datetime | None = None) -> list[tuple[str, list[int]]]:
@@ -108,4 +122,14 @@ def sync_soon(execution: Execution, within: float | None = None) -> bool:
     if fresh or not execution.is_open:
         return False
     later = Q(sync_due_at__isnull=True) | Q(sync_due_at__gt=now)
-    return bool(Execution.objects.filter(later, pk=execution.pk).update(sync_due_at=now))
+    # A page never waits for a row lock: if a long transaction (a migration,
+    # a script, someone in psql) holds this row, skip it; the schedule will
+    # get to the execution anyway.
+    with transaction.atomic():
+        unlocked = (
+            Execution.objects.select_for_update(skip_locked=True)
+            .filter(later, pk=execution.pk)
+            .values("pk")
+        )
+        # One statement: UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED).
+        return bool(Execution.objects.filter(pk__in=unlocked).update(sync_due_at=now))

@@ -1,18 +1,47 @@
 """How fresh the cache is, for the bar on every page: "synced 12 s ago", or a
-warning when the sync is failing, throttled or stale."""
+warning when the sync is failing, throttled, behind or stale, or when this
+process cannot reach the broker and shared cache (Redis)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import functools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
-from .models import SyncRun
+from .models import Execution, SyncRun
+
+log = logging.getLogger(__name__)
 
 # Look this far back for runs that failed since the last good one.
 _WINDOW = dt.timedelta(hours=6)
+# A run throttled this recently means AWS is throttling now, even if other
+# runs went through since.
+THROTTLED_RECENTLY = dt.timedelta(seconds=60)
+# Counting the executions waiting for a sync stops here ("10000+").
+BACKLOG_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class Services:
+    """Whether this process reaches the broker and the shared cache."""
+
+    down: tuple[str, ...] = ()
+    # When this process first found them down (this outage).
+    since: dt.datetime | None = None
+    error: str = ""
+
+    @property
+    def names(self) -> str:
+        return " and ".join(self.down)
 
 
 @dataclass(frozen=True)
@@ -23,6 +52,9 @@ class SyncStatus:
     throttled: bool
     unreachable_since: dt.datetime | None
     last_error: str
+    # Executions whose news (new, ended, redriven) is not read from AWS yet.
+    backlog: int = 0
+    services: Services = field(default_factory=Services)
 
     @property
     def age_seconds(self) -> float | None:
@@ -31,31 +63,193 @@ class SyncStatus:
         return (timezone.now() - self.last_ok_at).total_seconds()
 
     @property
+    def behind(self) -> bool:
+        """Throttled with news waiting: what the pages show may be out of date."""
+        return self.throttled and self.backlog > 0
+
+    @property
+    def backlog_text(self) -> str:
+        return f"{BACKLOG_CAP}+" if self.backlog > BACKLOG_CAP else str(self.backlog)
+
+    @property
     def warning(self) -> bool:
-        return self.stale or self.failing or self.unreachable_since is not None
+        return (
+            self.stale
+            or self.failing
+            or self.behind
+            or self.unreachable_since is not None
+            or bool(self.services.down)
+        )
 
 
 def current() -> SyncStatus:
     now = timezone.now()
     last_ok = (
+        # A run that made no call (its executions were all being synced by
+        # another worker) says nothing about AWS.
         SyncRun.objects.filter(ok=True, finished_at__isnull=False)
+        .exclude(api_calls={})
         .order_by("-finished_at")
         .values_list("finished_at", flat=True)
         .first()
     )
     since = max(last_ok, now - _WINDOW) if last_ok else now - _WINDOW
-    failed = list(
-        SyncRun.objects.filter(ok=False, started_at__gte=since)
+    # The runs that failed since the last good one, and any throttled (a
+    # throttled run is a failed one) in the last minute, in one query.
+    recent = list(
+        SyncRun.objects.filter(ok=False, started_at__gte=min(since, now - THROTTLED_RECENTLY))
         .order_by("started_at")
         .values_list("started_at", "error", "throttled")[:500]
     )
+    failed = [run for run in recent if run[0] >= since]
     unreachable = [started for started, error, _ in failed if "AWS unreachable" in error]
     stale = last_ok is None or (now - last_ok).total_seconds() > settings.SFNUI_STALE_AFTER
+    throttled = any(throttled for _, _, throttled in recent)
     return SyncStatus(
         last_ok_at=last_ok,
         stale=stale,
         failing=any(not throttled for _, _, throttled in failed),
-        throttled=any(throttled for _, _, throttled in failed),
+        throttled=throttled,
         unreachable_since=unreachable[0] if unreachable else None,
         last_error=failed[-1][1][:500] if failed else "",
+        # One more query, only while AWS throttles: how much is waiting.
+        backlog=_backlog() if throttled else 0,
+        services=services(),
     )
+
+
+# Every page shows the bar: its answer is shared by all processes for this
+# long (the age it shows is still computed at each render).
+SHARED_TTL = 2.0
+_SHARED_KEY = "sync-status"
+
+
+def shared() -> SyncStatus:
+    """current(), reused across requests and processes for SHARED_TTL seconds
+    through Redis (no query at all). Without Redis the cache is a database
+    table, which would cost as much as the two queries it saves. The broker
+    check stays this process's own."""
+    if not settings.REDIS_URL:
+        return current()
+    try:
+        hit = cache.get(_SHARED_KEY)
+    except Exception:  # the shared cache is down: the bar says so (services)
+        hit = None
+    if isinstance(hit, SyncStatus):
+        return replace(hit, services=services())
+    value = current()
+    try:
+        cache.set(_SHARED_KEY, replace(value, services=Services()), timeout=SHARED_TTL)
+    except Exception:
+        log.debug("shared cache unavailable", exc_info=True)
+    return value
+
+
+def _backlog() -> int:
+    # Served by the partial index on news waiting to be read (exec_describe_due_idx).
+    waiting = Execution.objects.filter(sync_due_at__isnull=False, needs_describe=True)
+    return waiting.values("pk")[: BACKLOG_CAP + 1].count()
+
+
+# --- The broker and the shared cache ------------------------------------------------
+
+# A check is reused by this process for this long: pages do not pay for it
+# each time, and a warning appears within seconds of an outage.
+SERVICES_TTL = 5.0
+# Each check gives up after this long, so a Redis that does not answer (not
+# merely refuses) costs a page at most about this, once per SERVICES_TTL.
+SERVICES_TIMEOUT = 1.0
+
+_services_lock = threading.Lock()
+_services_cache: tuple[float, Services] | None = None
+
+
+def services() -> Services:
+    """Whether the broker and the shared cache answer, checked at most every
+    SERVICES_TTL seconds per process, each check time-bounded."""
+    global _services_cache
+    cached = _services_cache
+    if cached is not None and time.monotonic() - cached[0] < SERVICES_TTL:
+        return cached[1]
+    down, error = _check_services()
+    with _services_lock:
+        previous = _services_cache[1] if _services_cache else Services()
+        if down:
+            since = previous.since if previous.down else timezone.now()
+            result = Services(down=tuple(down), since=since, error=error)
+            if not previous.down:
+                log.warning("%s unreachable: %s", " and ".join(down), error)
+        else:
+            result = Services()
+        _services_cache = (time.monotonic(), result)
+    return result
+
+
+def service_warnings() -> list[str]:
+    """What a script reading the JSON API should know about this server (the
+    pages show the same in their bar)."""
+    down = services()
+    if not down.down:
+        return []
+    since = down.since.isoformat() if down.since else "now"
+    return [
+        f"The {down.names} cannot be reached (since {since}): the data is what the "
+        "database holds, and the sync waits until it is back."
+    ]
+
+
+def forget_services() -> None:
+    """Check again at the next page (tests, and after a configuration change)."""
+    global _services_cache
+    _services_cache = None
+
+
+def _check_services() -> tuple[list[str], str]:
+    """(names of what is down, first error)."""
+    down: list[str] = []
+    errors: list[str] = []
+    targets: dict[str, list[str]] = {}
+    broker_url = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    if broker_url.startswith(("redis://", "rediss://")):
+        targets.setdefault(broker_url, []).append("broker")
+    elif broker_url.startswith("filesystem://"):
+        options: dict[str, Any] = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+        folder = str(options.get("data_folder_in", ""))
+        if folder and not os.access(folder, os.W_OK):
+            down.append("broker")
+            errors.append(f"the broker's folder {folder} is not writable")
+    cache: dict[str, Any] = dict(settings.CACHES.get("default", {}))
+    if str(cache.get("BACKEND", "")).endswith("RedisCache"):
+        location = cache.get("LOCATION")
+        for url in [location] if isinstance(location, str) else list(location or []):
+            targets.setdefault(str(url), []).append("shared cache")
+    for url, names in targets.items():
+        try:
+            _redis(url).ping()
+        except Exception as exc:
+            down.extend(name for name in names if name not in down)
+            errors.append(_first_line(exc))
+    return down, errors[0] if errors else ""
+
+
+@functools.cache
+def _redis(url: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No retries: redis-py's default (three, with backoff) would multiply the timeout.
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=SERVICES_TIMEOUT,
+        socket_timeout=SERVICES_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    # Never a password from a URL: say what failed, not where.
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if "@" in text:
+        text = text.split("@", 1)[-1]
+    return f"{type(exc).__name__}: {text[:200]}"

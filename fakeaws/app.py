@@ -14,9 +14,9 @@ and adds:
   then ends it with events of the caller's choosing;
 - AWS's token buckets per region and operation (off unless configured),
   answering `ThrottlingException` like AWS when a bucket is empty;
-- injected faults: throttle a share of calls, or all calls for a while;
-  DescribeExecution not knowing young executions (eventual consistency);
-  extra latency;
+- injected faults: throttle a share of calls (for a while, or for good), or
+  all calls for a while; DescribeExecution not knowing young executions
+  (eventual consistency); extra latency; pages shorter than maxResults;
 - a count of every call per operation, and of the throttled ones.
 
 Control endpoints (JSON): GET /fakeaws/calls, POST /fakeaws/reset,
@@ -76,8 +76,10 @@ class TokenBucket:
 
 @dataclass
 class Faults:
-    # Share of calls (0..1) answered with ThrottlingException.
+    # Share of calls (0..1) answered with ThrottlingException ...
     throttle_fraction: float = 0.0
+    # ... until this time.monotonic() value (0: for good).
+    throttle_fraction_until: float = 0.0
     # Every call throttled until this time.monotonic() value.
     throttle_until: float = 0.0
     # Operations the two above apply to (all when empty).
@@ -86,6 +88,10 @@ class Faults:
     describe_lag_seconds: float = 0.0
     # Added to every Step Functions call.
     latency_seconds: float = 0.0
+    # At most this many items per page of GetExecutionHistory and
+    # ListExecutions, whatever maxResults asks (0: no limit). AWS documents
+    # maxResults as an upper bound only; tests use it to get many pages.
+    page_limit: int = 0
 
 
 @dataclass
@@ -168,7 +174,11 @@ class FaithfulStepFunctions:
         if not f.throttle_operations or operation in f.throttle_operations:
             if time.monotonic() < f.throttle_until:
                 return True
-            if f.throttle_fraction and self.random.random() < f.throttle_fraction:
+            if (
+                f.throttle_fraction
+                and (not f.throttle_fraction_until or time.monotonic() < f.throttle_fraction_until)
+                and self.random.random() < f.throttle_fraction
+            ):
                 return True
         if self.quotas is None or operation not in self.quotas:
             return False
@@ -225,6 +235,9 @@ class FaithfulStepFunctions:
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         wanted = params.pop("statusFilter", None)
+        limit = self.faults.page_limit
+        if limit:
+            params["maxResults"] = min(int(params.get("maxResults") or 100), limit)
         if wanted or self.overlays:
             # Statuses can differ from moto's (redrives): filter and page here.
             size = int(params.pop("maxResults", 0) or 100)
@@ -450,7 +463,7 @@ class FaithfulStepFunctions:
                 start = int(decoded["o"])
             except (ValueError, KeyError, TypeError):
                 return _error(start_response, "InvalidToken", f"Invalid Token: '{token[:64]}'")
-        end = start + max(1, min(size, 1000))
+        end = start + max(1, min(size, 1000, self.faults.page_limit or 1000))
         body: dict[str, Any] = {key: items[start:end]}
         if end < len(items):
             body["nextToken"] = base64.urlsafe_b64encode(
@@ -497,9 +510,14 @@ class FaithfulStepFunctions:
                 self.quotas = AWS_QUOTAS if quotas == "aws" else quotas
                 self.buckets = {}
             if faults is not None:
+                faults = dict(faults)
+                now = time.monotonic()
                 if "throttle_for_seconds" in faults:
-                    faults = dict(faults)
-                    faults["throttle_until"] = time.monotonic() + faults.pop("throttle_for_seconds")
+                    faults["throttle_until"] = now + faults.pop("throttle_for_seconds")
+                if "throttle_fraction_for_seconds" in faults:
+                    faults["throttle_fraction_until"] = now + faults.pop(
+                        "throttle_fraction_for_seconds"
+                    )
                 self.faults = Faults(**faults)
 
 

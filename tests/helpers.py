@@ -140,6 +140,27 @@ def ticking(seconds: int) -> dict[str, Any]:
     }
 
 
+def counting_loop(iterations: int) -> dict[str, Any]:
+    """A finished history of about 4 x `iterations` events."""
+    return {
+        "StartAt": "Init",
+        "States": {
+            "Init": {"Type": "Pass", "Result": {"n": 0}, "Next": "Count"},
+            "Count": {
+                "Type": "Pass",
+                "Parameters": {"n.$": "States.MathAdd($.n, 1)"},
+                "Next": "More",
+            },
+            "More": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericLessThan": iterations, "Next": "Count"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+
+
 # --- What AWS says, and what the cache holds -----------------------------------------
 
 

@@ -243,6 +243,7 @@ def test_one_execution_with_everything_a_script_needs(viewer_client: Any) -> Non
             f"#/v2/executions/details/{ex.arn}"
         ),
         "url": f"http://testserver/executions/{ex.arn}/",
+        "warnings": [],
     }
 
 

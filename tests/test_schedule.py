@@ -164,3 +164,78 @@ def test_a_listing_hands_what_it_flagged_to_a_worker_at_once(
     assert sorted(pks) == sorted(Execution.objects.values_list("pk", flat=True))
     # Claimed: the next tick does not hand them out again.
     assert schedule.claim_due_work().batches == []
+
+
+def _timeouts(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The expiry each cache key was written with. Expiry itself is simulated
+    by deleting the key: Redis keeps its own clock, beyond time_machine's reach."""
+    written: dict[str, Any] = {}
+    for method in ("add", "set"):
+        real = getattr(cache, method)
+
+        def spy(key: str, value: Any, timeout: Any = None, _real: Any = real, **kw: Any) -> Any:
+            written[key] = timeout
+            return _real(key, value, timeout=timeout, **kw)
+
+        monkeypatch.setattr(cache, method, spy)
+    return written
+
+
+def test_a_discovery_whose_worker_died_is_claimed_again_after_the_lease(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SFNUI_SYNC_LEASE = 60
+    settings.SFNUI_DISCOVER_INTERVAL = 3600
+    written = _timeouts(monkeypatch)
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+    # Claimed for a lease, not for the whole interval.
+    assert written["discover-claimed:us-east-1"] == 60
+    # Its worker was killed: nobody says it went through.
+    assert schedule.claim_due_work().regions == []
+    cache.delete("discover-claimed:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+
+
+def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SFNUI_SYNC_LEASE = 60
+    settings.SFNUI_DISCOVER_INTERVAL = 3600
+    written = _timeouts(monkeypatch)
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region: tasks.sync.Stats())
+    tasks.discover("us-east-1")
+    assert written["discovered:us-east-1"] == 3600
+    cache.delete("discover-claimed:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().regions == []
+    cache.delete("discovered:us-east-1")  # the interval ends
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+
+
+def test_a_discovery_that_failed_is_retried_after_the_lease(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+    failed = tasks.sync.Stats(errors=["AWS unreachable in ListStateMachines"])
+    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region: failed)
+    tasks.discover("us-east-1")
+    cache.delete("discover-claimed:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().regions == ["us-east-1"]
+
+
+def test_a_tick_killed_while_it_holds_its_lock_blocks_the_schedule_for_a_lease_at_most(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SFNUI_SYNC_LEASE = 10
+    settings.SFNUI_SYNC_TICK = 5
+    taken: list[float] = []
+    real_add = cache.add
+
+    def add(key: str, value: Any, timeout: Any = None, **kwargs: Any) -> bool:
+        if key == "lock:sync-tick":
+            taken.append(timeout)
+        return bool(real_add(key, value, timeout=timeout, **kwargs))
+
+    monkeypatch.setattr(cache, "add", add)
+    tasks.sync_tick()
+    assert taken == [10]

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 
 from executions.models import Execution
 from tests.helpers import LONG_WAIT, PASS, assert_cache_equals_aws, wait_until_finished
-from tests.test_worker import database_url
+from tests.workers import database_url
 
 pytestmark = pytest.mark.django_db
 

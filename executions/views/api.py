@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
-from .. import queries
+from .. import queries, status
 from ..arns import execution_console_url
 from ..auth import api_view
 from ..forms import ExecutionFilterForm
@@ -54,6 +54,7 @@ def execution_list(request: HttpRequest) -> JsonResponse:
             "executions": [_row(request, ex) for ex in page.rows],
             "next": page.older.encode() if page.older else None,
             "previous": page.newer.encode() if page.newer else None,
+            "warnings": status.service_warnings(),
         }
     )
     add_never_cache_headers(response)
@@ -93,6 +94,7 @@ def execution_detail(request: HttpRequest, arn: str) -> JsonResponse:
             "history_events": ex.last_event_id,
             "console_url": execution_console_url(ex.arn),
             "url": request.build_absolute_uri(reverse("execution_detail", args=[ex.arn])),
+            "warnings": status.service_warnings(),
         }
     )
     add_never_cache_headers(response)

@@ -1,0 +1,154 @@
+"""status.py: what the bar on every page says about the sync and about this
+process's broker and shared cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from executions import status
+from executions.models import SyncRun
+from tests.factories import execution_row
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_services() -> Iterator[None]:
+    status.forget_services()
+    yield
+    status.forget_services()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(seconds_ago: float, ok: bool = True, **fields: Any) -> SyncRun:
+    started = timezone.now() - dt.timedelta(seconds=seconds_ago)
+    fields.setdefault("api_calls", {"ListExecutions": 1})
+    return SyncRun.objects.create(
+        kind="list",
+        region="us-east-1",
+        started_at=started,
+        finished_at=started + dt.timedelta(seconds=1),
+        ok=ok,
+        **fields,
+    )
+
+
+def redis_down(settings: Any) -> str:
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    settings.CELERY_BROKER_URL = url
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+    }
+    return url
+
+
+def test_a_redis_that_is_down_is_named_quickly_and_checked_once_per_interval(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_down(settings)
+    started = time.monotonic()
+    found = status.services()
+    assert time.monotonic() - started < status.SERVICES_TIMEOUT + 1
+    assert found.down == ("broker", "shared cache")
+    assert found.names == "broker and shared cache"
+    assert "Connection refused" in found.error
+    assert found.since is not None
+
+    checks = []
+    monkeypatch.setattr(status, "_check_services", lambda: checks.append(1) or ([], ""))
+    assert status.services() == found  # reused within SERVICES_TTL
+    assert checks == []
+    monkeypatch.setattr(status, "SERVICES_TTL", 0.0)
+    assert status.services().down == ()  # back up
+    assert checks == [1]
+
+
+def test_the_outage_keeps_its_start(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_down(settings)
+    monkeypatch.setattr(status, "SERVICES_TTL", 0.0)
+    first = status.services()
+    assert first.since is not None
+    assert status.services().since == first.since
+
+
+def test_a_black_hole_costs_at_most_the_timeout(settings: Any) -> None:
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)  # accepts, never answers
+        url = f"redis://127.0.0.1:{hole.getsockname()[1]}/0"
+        settings.CELERY_BROKER_URL = url
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        }
+        started = time.monotonic()
+        assert status.services().down == ("broker", "shared cache")
+        assert time.monotonic() - started < status.SERVICES_TIMEOUT + 1
+
+
+def test_the_embedded_broker_is_fine_when_its_folder_is_writable(
+    settings: Any, tmp_path: Any
+) -> None:
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path)}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
+    }
+    assert status.services().down == ()
+    status.forget_services()
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path / "gone")}
+    assert status.services().down == ("broker",)
+
+
+def test_every_page_warns_when_the_broker_and_cache_are_down(
+    settings: Any, viewer_client: Client
+) -> None:
+    run(5)
+    redis_down(settings)
+    html = viewer_client.get(reverse("execution_list")).content.decode()
+    assert 'id="services-down"' in html
+    assert "The broker and shared cache cannot be reached" in html
+    body = viewer_client.get(reverse("api_execution_list")).json()
+    assert "broker and shared cache cannot be reached" in body["warnings"][0]
+
+
+def test_throttling_shows_until_a_minute_has_passed_without_it(viewer_client: Client) -> None:
+    run(40, ok=False, throttled=True, error="throttled: slow down")
+    run(5)  # a good run since: still throttling (the other runs keep meeting it)
+    execution_row(status="RUNNING", needs_describe=True, sync_due_at=timezone.now())
+    current = status.current()
+    assert current.throttled
+    assert current.backlog == 1
+    assert current.behind
+    assert current.warning
+    html = viewer_client.get(reverse("execution_list")).content.decode()
+    assert "Sync is behind: AWS is throttling" in html
+    assert "1 execution waiting to be read" in html
+
+    SyncRun.objects.filter(throttled=True).update(
+        started_at=timezone.now() - status.THROTTLED_RECENTLY - dt.timedelta(seconds=5)
+    )
+    assert not status.current().throttled
+
+
+def test_a_run_that_made_no_call_is_not_a_sync(viewer_client: Client) -> None:
+    run(60, ok=False, error="AWS unreachable in ListExecutions: refused")
+    # All its executions were being synced by another worker: nothing to say about AWS.
+    run(5, api_calls={})
+    current = status.current()
+    assert current.last_ok_at is None
+    assert current.unreachable_since is not None
