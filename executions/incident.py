@@ -1,0 +1,416 @@
+"""What an execution looks like in an incident channel: a short Markdown
+summary to paste (copy for incident), and the words of a link preview.
+
+Plain functions of what the pages already read (the execution, where it
+failed or where it is now), so that they cost no query of their own. Times
+are in UTC whatever zone the page shows: a channel needs one clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from . import progress
+from .arns import NotAnArn, execution_console_url
+from .models import Execution, ExecutionStatus, StopRequest
+from .progress import FailurePoint, OpenState
+from .stuck import Stuck
+from .templatetags.sfnui import human_seconds
+
+# How much of an error and a cause a summary carries.
+ERROR_CHARS = 200
+CAUSE_LINES = 3
+CAUSE_CHARS = 300
+# Open states named in a summary of a running execution.
+OPEN_STATES_NAMED = 3
+# Preview tags: chat tools cut longer ones anyway.
+PREVIEW_TITLE_CHARS = 200
+PREVIEW_DESCRIPTION_CHARS = 300
+# Causes are at most 32 KiB in AWS; anything larger is not parsed for a summary.
+CAUSE_MAX_PARSE = 64 * 1024
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_BACKTICKS = re.compile(r"`+")
+# Markdown that plain text must not trigger.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+|!~])")
+
+
+def base_url(request: HttpRequest) -> str:
+    """The dashboard's public address, for links that leave the page:
+    SFNUI_BASE_URL, else the address this request came to."""
+    configured: str = settings.SFNUI_BASE_URL
+    if configured:
+        return configured.rstrip("/")
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def utc(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def utc_minutes(value: dt.datetime) -> str:
+    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def one_line(text: str | None, limit: int) -> str:
+    """The first non-empty line, cut to `limit` characters."""
+    if not text:
+        return ""
+    for line in text.splitlines():
+        line = _CONTROL.sub("", line).strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return ""
+
+
+def first_lines(text: str | None, lines: int, limit: int) -> list[str]:
+    if not text:
+        return []
+    out: list[str] = []
+    used = 0
+    for line in text.splitlines():
+        line = _CONTROL.sub("", line).rstrip()
+        if not line.strip():
+            continue
+        if used + len(line) > limit:
+            out.append(line[: max(0, limit - used - 1)] + "…")
+            break
+        out.append(line)
+        used += len(line)
+        if len(out) == lines:
+            break
+    return out
+
+
+def cause_summary(cause: str | None) -> str:
+    """One line that says what went wrong: "ErrorType: message" for the JSON
+    that Lambda and most SDKs put in a cause, else the cause itself."""
+    if not cause:
+        return ""
+    if len(cause) <= CAUSE_MAX_PARSE and cause.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(cause)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            message = parsed.get("errorMessage") or parsed.get("message")
+            kind = parsed.get("errorType") or parsed.get("name")
+            if isinstance(message, str) and message:
+                return f"{kind}: {message}" if isinstance(kind, str) and kind else message
+    return cause
+
+
+def code(text: str) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds: nothing in
+    it is taken for formatting, a link or a mention."""
+    text = _CONTROL.sub("", text).replace("\n", " ")
+    longest = max((len(m) for m in _BACKTICKS.findall(text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def plain(text: str) -> str:
+    """Text that Markdown shows as written."""
+    return _MARKDOWN.sub(r"\\\1", _CONTROL.sub("", text))
+
+
+def fenced(lines: Sequence[str], indent: str = "") -> list[str]:
+    longest = max((len(m) for line in lines for m in _BACKTICKS.findall(line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{indent}{fence}", *(f"{indent}{line}" for line in lines), f"{indent}{fence}"]
+
+
+def status_label(status: str) -> str:
+    return str(dict(ExecutionStatus.choices).get(status, status))
+
+
+def _duration(ex: Execution, now: dt.datetime) -> float:
+    return ((ex.stop_date or now) - ex.start_date).total_seconds()
+
+
+def event_url(base: str, ex: Execution, event_id: int) -> str:
+    path = reverse("execution_history", args=[ex.arn])
+    return f"{base}{path}?{urlencode({'event': event_id})}#event-{event_id}"
+
+
+def _console(ex: Execution) -> str:
+    try:
+        return execution_console_url(ex.arn)
+    except NotAnArn:
+        return ""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where it went wrong (a finished execution) or where it is (a running one)."""
+
+    label: str  # "Failed in", "Now in" ...
+    states: list[str]
+    event_id: int | None
+    event_label: str  # "failing event", "current state"
+    detail: str = ""  # "TaskFailed, event 12; caught, ended in Fail state NotCaptured"
+
+
+def where(
+    ex: Execution, failure: FailurePoint | None, open_states: Sequence[OpenState]
+) -> Where | None:
+    if ex.is_open:
+        if not open_states:
+            return None
+        latest = max(open_states, key=lambda s: s.event_id)
+        return Where(
+            label="Now in",
+            states=[s.name for s in open_states],
+            event_id=latest.event_id,
+            event_label="current state",
+        )
+    if failure is None:
+        return None
+    if failure.caught is not None:
+        caught = failure.caught
+        return Where(
+            label="Failed in",
+            states=[caught.state_name or failure.state_name],
+            event_id=caught.event_id,
+            event_label="failing event",
+            detail=f"{caught.event_type}, event {caught.event_id}; caught, ended in "
+            f"{code(failure.state_name) if failure.state_name else 'a Fail state'}, "
+            f"event {failure.event_id}",
+        )
+    verb = {"TIMED_OUT": "Timed out in", "ABORTED": "Stopped in"}.get(ex.status, "Failed in")
+    return Where(
+        label=verb,
+        states=[failure.state_name] if failure.state_name else [],
+        event_id=failure.event_id,
+        event_label="failing event",
+        detail=f"{failure.event_type}, event {failure.event_id}",
+    )
+
+
+def summary(
+    ex: Execution,
+    *,
+    base: str,
+    now: dt.datetime,
+    failure: FailurePoint | None = None,
+    open_states: Sequence[OpenState] = (),
+    stopped_by: str = "",
+    why: Stuck | None = None,
+) -> str:
+    """The Markdown to paste in an incident channel. `why`: the "why is it
+    still running" panel of a running execution, when the page has it."""
+    sm = ex.state_machine
+    lines = [f"**{status_label(ex.status).upper()}** · {plain(sm.name)} · {code(ex.name)}"]
+    place = where(ex, failure, open_states)
+    if place is not None and place.states:
+        named = ", ".join(code(name) for name in place.states[:OPEN_STATES_NAMED])
+        more = len(place.states) - OPEN_STATES_NAMED
+        if more > 0:
+            named += f" and {more} more"
+        if ex.is_open:
+            latest = max(open_states, key=lambda s: s.event_id)
+            since = f" (since {utc(latest.entered_at)})" if len(open_states) == 1 else ""
+            lines.append(f"- {place.label}: {named}{since}")
+        else:
+            lines.append(f"- {place.label}: {named} ({place.detail})")
+    elif ex.is_open:
+        lines.append("- Now in: between states (or its history is not synced yet)")
+    if why is not None:
+        lines.extend(why_lines(why))
+    error = one_line(ex.error if ex.error is not None else (failure.error if failure else ""), 200)
+    if error:
+        lines.append(f"- Error: {code(error)}")
+    cause_text = ex.cause if ex.cause is not None else (failure.cause if failure else "")
+    cause = first_lines(cause_summary(cause_text), CAUSE_LINES, CAUSE_CHARS)
+    if len(cause) == 1:
+        lines.append(f"- Cause: {code(cause[0])}")
+    elif cause:
+        lines.append("- Cause:")
+        lines.extend(fenced(cause, indent="  "))
+    if stopped_by:
+        lines.append(f"- Stopped by: {plain(stopped_by)} (from sfnui)")
+    lines.append(f"- Started: {utc(ex.start_date)}")
+    if ex.stop_date is not None:
+        lines.append(f"- Stopped: {utc(ex.stop_date)}")
+        lines.append(f"- Duration: {human_seconds(_duration(ex, now))}")
+    else:
+        lines.append(f"- Running for: {human_seconds(_duration(ex, now))} (as of {utc(now)})")
+    detail = f"{base}{reverse('execution_detail', args=[ex.arn])}"
+    lines.append(f"- sfnui: {detail}")
+    if place is not None and place.event_id is not None:
+        lines.append(f"- {place.event_label.capitalize()}: {event_url(base, ex, place.event_id)}")
+    console = _console(ex)
+    if console:
+        lines.append(f"- AWS console: {console}")
+    lines.append("_Times in UTC._")
+    return "\n".join(lines)
+
+
+def summary_for(ex: Execution, *, base: str, now: dt.datetime | None = None) -> str:
+    """The summary of an execution read from the cache (where it failed or
+    where it is, who stopped it here), for callers that have not read those
+    already, such as a notification when it finishes. A few queries."""
+    stopped = (
+        StopRequest.objects.filter(execution=ex, outcome=StopRequest.Outcome.STOPPED)
+        .order_by("-requested_at")
+        .values_list("username", flat=True)
+        .first()
+    )
+    return summary(
+        ex,
+        base=base,
+        now=now or timezone.now(),
+        failure=progress.failure_point(ex),
+        open_states=progress.open_states(ex),
+        stopped_by=stopped or "",
+    )
+
+
+def why_lines(why: Stuck) -> list[str]:
+    """The few facts of the "why is it still running" panel worth a line in
+    the channel: retries, resume times, callbacks, Map progress, the history
+    limit."""
+    lines = []
+    for r in why.shown[:OPEN_STATES_NAMED]:
+        name = code(r.name)
+        retry = r.retry
+        if retry is not None:
+            of = f" of {retry.max_attempts}" if retry.max_attempts else ""
+            failed = f"attempt {retry.failures} failed with {code(retry.last_error)}"
+            if retry.waiting and retry.next_at is not None:
+                when = "by" if retry.jitter else "at"
+                lines.append(
+                    f"- Retrying {name}: {failed}; attempt {retry.attempt}{of} "
+                    f"{when} {utc(retry.next_at)}"
+                )
+            elif retry.exhausted:
+                lines.append(f"- {name}: {failed}, no retry left")
+            else:
+                lines.append(f"- {name}: on attempt {retry.attempt}{of} ({failed})")
+        if r.resume is not None and r.resume.at is not None:
+            lines.append(f"- {name} resumes at {utc(r.resume.at)}")
+        if r.callback is not None:
+            waits = "a task token" if r.callback.kind == "token" else "an activity worker"
+            lines.append(
+                f"- {name} waits for {waits}; last sign of life {utc(r.callback.last_sign_at)}"
+            )
+        if r.map is not None and not r.map.map_run_arn:
+            total = f" of {r.map.total}" if r.map.total is not None else ""
+            lines.append(
+                f"- {name}: {r.map.done}{total} iterations done "
+                f"({r.map.failed} failed), {r.map.running} running"
+            )
+    if why.events.warn:
+        lines.append(
+            f"- History: {why.events.used_label} of {why.events.limit_label} events "
+            f"({why.events.percent_label}): AWS fails the execution at the limit"
+        )
+    return lines
+
+
+# --- Link previews --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a chat tool shows for a link: og:title, og:description, og:url.
+    The description's last part, the age of the data, is added where it is
+    rendered (from `synced_at`)."""
+
+    title: str
+    description: str
+    url: str
+
+
+def _squeeze(text: str, limit: int) -> str:
+    text = _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def execution_preview(
+    ex: Execution,
+    *,
+    url: str,
+    now: dt.datetime,
+    failure: FailurePoint | None = None,
+    open_states: Sequence[OpenState] = (),
+) -> Preview:
+    """FAILED · order-pipeline · order-20261126-1542-7f3a · 2 h 13 m, and a
+    line saying where and why. Never the input, output or cause."""
+    took = human_seconds(_duration(ex, now))
+    title = f"{ex.status} · {ex.state_machine.name} · {ex.name} · {took}"
+    parts: list[str] = []
+    place = where(ex, failure, open_states)
+    error = one_line(ex.error if ex.error is not None else (failure.error if failure else ""), 120)
+    if ex.is_open:
+        if place is not None and place.states:
+            latest = max(open_states, key=lambda s: s.event_id)
+            state_type = latest.type.removesuffix("StateEntered")
+            names = ", ".join(place.states[:OPEN_STATES_NAMED])
+            if len(place.states) == 1:
+                in_state = human_seconds((now - latest.entered_at).total_seconds())
+                parts.append(f"In {names} ({state_type}) for {in_state}")
+            else:
+                parts.append(f"In {names}")
+        else:
+            parts.append("Running, between states")
+    else:
+        where_text = f"{place.label} {', '.join(place.states)}" if place and place.states else ""
+        head = where_text or status_label(ex.status)
+        parts.append(f"{head}: {error}" if error else head)
+    parts.append(f"started {utc_minutes(ex.start_date)}")
+    return Preview(
+        title=_squeeze(title, PREVIEW_TITLE_CHARS),
+        description=_squeeze(" · ".join(parts), PREVIEW_DESCRIPTION_CHARS),
+        url=url,
+    )
+
+
+def list_preview(
+    *,
+    url: str,
+    statuses: Sequence[str],
+    state_machine: str,
+    q: str,
+    started_after: dt.datetime | None,
+    started_before: dt.datetime | None,
+    counts: Sequence[tuple[str, int, bool]],
+) -> Preview:
+    """Executions · FAILED · payment-capture, and how many match. `counts` is
+    (status, count, exact) per status for the filters but the status one."""
+    title_parts = ["Executions"]
+    title_parts.append(", ".join(statuses) if statuses else "all statuses")
+    if state_machine:
+        title_parts.append(state_machine)
+    shown = [c for c in counts if not statuses or c[0] in statuses]
+    total = sum(n for _, n, _ in shown)
+    exact = all(e for _, _, e in shown)
+    parts = [f"{total:,}{'' if exact else '+'} matching"]
+    by_status = [f"{status_label(s).lower()} {n:,}{'' if e else '+'}" for s, n, e in shown if n]
+    if by_status:
+        parts[0] += f" ({', '.join(by_status)})"
+    if q:
+        parts.append(f"name contains “{q}”")
+    if started_after:
+        parts.append(f"started at or after {utc_minutes(started_after)}")
+    if started_before:
+        parts.append(f"started before {utc_minutes(started_before)}")
+    return Preview(
+        title=_squeeze(" · ".join(title_parts), PREVIEW_TITLE_CHARS),
+        description=_squeeze(" · ".join(parts), PREVIEW_DESCRIPTION_CHARS),
+        url=url,
+    )
