@@ -1,0 +1,286 @@
+"""/bulk-stop/: the dry run (GET), the confirmation (POST), and a batch's progress."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.middleware import HtmxDetails
+
+from .. import bulk, stopping
+from ..forms import ExecutionFilterForm
+from ..models import BulkStop
+from .stop import CAUSE_MAX, ERROR_MAX, _keep_tz, _stop_permission, default_cause
+
+# Items listed on the progress page (all of them are in the audit).
+PROGRESS_ROWS = 500
+# The progress page refreshes this often until the batch is done.
+POLL_SECONDS = 2
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+class PickedField(forms.Field):
+    """`execution` repeated: ids of executions picked one by one."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> tuple[int, ...]:
+        if not value:
+            return ()
+        values = [value] if isinstance(value, str) else list(value)
+        if len(values) > bulk.MAX_PICKED:
+            raise ValidationError(
+                f"at most {bulk.MAX_PICKED:,} executions can be picked one by one; "
+                "use “all that match this filter” instead"
+            )
+        out: list[int] = []
+        for item in values:
+            try:
+                pk = int(str(item))
+            except ValueError:
+                raise ValidationError(f"{str(item)[:40]!r} is not an execution id") from None
+            if not 0 < pk < 2**63:
+                raise ValidationError(f"{pk} is not an execution id")
+            if pk not in out:
+                out.append(pk)
+        return tuple(out)
+
+
+class SelectionForm(ExecutionFilterForm):
+    """What to stop: picked executions, or the list's filters (and, from the
+    runaway finder, one current state)."""
+
+    execution = PickedField(required=False)
+    in_state = forms.CharField(required=False, max_length=80, strip=False)
+
+    def selection(self) -> bulk.Selection:
+        picked: tuple[int, ...] = self.cleaned_data["execution"]
+        if picked:
+            return bulk.Selection(picked=picked)
+        state: str = self.cleaned_data["in_state"]
+        return bulk.Selection(filters=self.filters(), in_state=state or None)
+
+
+class BulkStopForm(forms.Form):
+    # The batch's id, made with the dry run: a second POST finds the batch.
+    batch_id = forms.UUIDField(widget=forms.HiddenInput)
+    # What the dry run counted, and which executions they were.
+    expected = forms.IntegerField(min_value=1, max_value=bulk.CAP, widget=forms.HiddenInput)
+    digest = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    typed = forms.CharField(
+        max_length=20,
+        label="Type the number of executions to stop",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric", "size": 8}),
+    )
+    error = forms.CharField(
+        max_length=ERROR_MAX,
+        help_text="A short code, kept by AWS as each execution's error (at most 256 characters).",
+    )
+    cause = forms.CharField(
+        max_length=CAUSE_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Who stopped them and why; AWS keeps it in each execution's history "
+        "(at most 32,768 characters).",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        typed = str(data.get("typed", "")).strip().replace(",", "").replace(" ", "")
+        expected = data.get("expected")
+        if expected is not None and "typed" in data and typed != str(expected):
+            self.add_error(
+                "typed",
+                f"You typed {data['typed'][:20]!r}: type {expected} (the number of executions "
+                "listed above) to confirm.",
+            )
+        return data
+
+
+@require_http_methods(["GET", "POST"])
+@_stop_permission
+def bulk_stop(request: HttpRequest) -> HttpResponse:
+    selecting = SelectionForm(request.GET if request.method == "GET" else request.POST)
+    if not selecting.is_valid():
+        return render(
+            request,
+            "executions/bulk_stop.html",
+            {"problems": selecting.problems()},
+            status=400,
+        )
+    selection = selecting.selection()
+    if request.method == "GET":
+        dry = bulk.dry_run(selection)
+        return _dry_run_page(request, dry, _fresh_form(request, dry))
+
+    form = BulkStopForm(request.POST)
+    batch_id = _batch_id(request)
+    if batch_id is not None and BulkStop.objects.filter(pk=batch_id).exists():
+        # The same confirmation, posted again: the batch is already running.
+        return HttpResponseRedirect(_progress_url(request, batch_id))
+    dry = bulk.dry_run(selection)
+    if not form.is_valid():
+        if form.errors.get("batch_id") or form.errors.get("expected") or form.errors.get("digest"):
+            return _dry_run_page(
+                request,
+                dry,
+                _fresh_form(request, dry, keep=request.POST),
+                notice="This confirmation was incomplete, so nothing was stopped. "
+                "Check the count below and confirm again.",
+                status=400,
+            )
+        return _dry_run_page(request, dry, form, status=400)
+    if dry.too_many:
+        return _dry_run_page(request, dry, form, status=400)
+    data = form.cleaned_data
+    if dry.count != data["expected"] or dry.digest != data["digest"]:
+        return _dry_run_page(
+            request,
+            dry,
+            _fresh_form(request, dry, keep=request.POST),
+            notice=f"The selection changed since the dry run (executions finished or started): "
+            f"it holds {dry.count:,} running execution{'s' if dry.count != 1 else ''} now, "
+            f"not {data['expected']:,}. Nothing was stopped. Check the list and type the new "
+            "count to confirm.",
+            status=409,
+        )
+    try:
+        batch = bulk.start(
+            batch_id=data["batch_id"],
+            user=request.user,  # type: ignore[arg-type]
+            selection=selection,
+            ids=dry.ids,
+            error=data["error"],
+            cause=data["cause"],
+        )
+    except IntegrityError:
+        # The same form, posted twice at the same moment: the other one started it.
+        return HttpResponseRedirect(_progress_url(request, data["batch_id"]))
+    messages.success(
+        request,
+        f"Stopping {batch.count:,} execution{'s' if batch.count != 1 else ''}: each is checked "
+        "live with AWS first. Results appear below as they come.",
+    )
+    return HttpResponseRedirect(_progress_url(request, batch.pk))
+
+
+def _batch_id(request: HttpRequest) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.POST.get("batch_id", ""))
+    except ValueError:
+        return None
+
+
+def _fresh_form(request: HttpRequest, dry: bulk.DryRun, keep: Any = None) -> BulkStopForm:
+    """A confirmation for what the dry run counted now; the person's reason kept."""
+    username = request.user.get_username()
+    return BulkStopForm(
+        initial={
+            "batch_id": uuid.uuid4(),
+            "expected": dry.count,
+            "digest": dry.digest,
+            "error": (keep or {}).get("error") or "sfnui.BulkStop",
+            "cause": (keep or {}).get("cause")
+            or f"{default_cause(username)} (bulk stop of {dry.count:,})",
+        }
+    )
+
+
+def _dry_run_page(
+    request: HttpRequest,
+    dry: bulk.DryRun,
+    form: BulkStopForm,
+    *,
+    notice: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "executions/bulk_stop.html",
+        {
+            "dry": dry,
+            "form": form,
+            "notice": notice,
+            "selection_query": dry.selection.query(),
+            "cap": bulk.CAP,
+            "back_url": _back_url(request, dry.selection),
+        },
+        status=status,
+    )
+
+
+def _back_url(request: HttpRequest, selection: bulk.Selection) -> str:
+    """Where the selection came from: the list with the same filters."""
+    if selection.is_picked or selection.in_state is not None:
+        return _keep_tz(request, reverse("runaways" if selection.in_state else "execution_list"))
+    params = selection.query()
+    tz_name = getattr(request, "tz_name", "UTC")
+    if tz_name != "UTC":
+        params.append(("tz", tz_name))
+    url = reverse("execution_list")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _progress_url(request: HttpRequest, batch_id: uuid.UUID) -> str:
+    return _keep_tz(request, reverse("bulk_stop_progress", args=[batch_id]))
+
+
+@require_safe
+def bulk_stop_progress(request: HtmxHttpRequest, batch_id: uuid.UUID) -> HttpResponse:
+    batch = get_object_or_404(BulkStop, pk=batch_id)
+    items = list(
+        batch.items.select_related("execution__state_machine", "stop_request").order_by("position")[
+            :PROGRESS_ROWS
+        ]
+    )
+    context = {
+        "batch": batch,
+        "items": items,
+        "progress": bulk.progress(batch),
+        "shown": len(items),
+        "poll_seconds": POLL_SECONDS,
+        "can_stop": stopping.can_stop(request.user),
+        "in_flight": stopping.IN_FLIGHT,
+    }
+    template = (
+        "executions/_bulk_stop_progress.html"
+        if request.htmx
+        else "executions/bulk_stop_progress.html"
+    )
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+@require_POST
+@_stop_permission
+def bulk_stop_resume(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
+    """Hand what is still waiting to workers again (after the broker was down,
+    or workers were lost). Safe to repeat: nothing is ever sent twice."""
+    batch = get_object_or_404(BulkStop, pk=batch_id)
+    if batch.finished_at is not None:
+        messages.info(request, "This bulk stop is finished: there is nothing left to send.")
+    else:
+        sent = bulk.enqueue(batch)
+        batch.refresh_from_db(fields=["enqueue_error"])
+        if batch.enqueue_error:
+            messages.error(request, batch.enqueue_error)
+        else:
+            messages.success(
+                request,
+                f"Handed the executions still waiting to workers again ({sent} task"
+                f"{'s' if sent != 1 else ''}).",
+            )
+    return HttpResponseRedirect(_progress_url(request, batch.pk))

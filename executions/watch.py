@@ -1,0 +1,268 @@
+"""Watch: tell the incident channel when a running execution finishes.
+
+Someone presses Watch on a running execution (a `Watch` row). When the sync
+stores a closed status for it (sync._store_description), `closed()` hands
+`notify()` to a worker once the transaction commits; the sync itself never
+waits on the webhook. `notify()` claims the execution's open watches by
+compare-and-set (`notification IS NULL` -> this notification), so however
+often the sync sees the finish, and however many workers run, each watch is
+in exactly one post: one message per finish, naming everyone who watched.
+
+The post is a Slack-compatible incoming-webhook payload (Slack, Mattermost,
+Rocket.Chat, Discord's /slack endpoint ...): `text` holds the same Markdown
+summary as "copy for incident" (incident.summary_for), and `blocks` the same
+in Slack's own mrkdwn, which Slack shows instead. A failed post is recorded
+and retried with backoff (BACKOFF); a refusal that retrying cannot fix
+(most 4xx) is recorded and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import incident
+from .models import OPEN_STATUSES, Execution, Watch, WatchNotification
+
+log = logging.getLogger(__name__)
+
+# Seconds before the 2nd, 3rd and 4th attempt; then it gives up.
+BACKOFF = (10, 60, 300)
+MAX_ATTEMPTS = len(BACKOFF) + 1
+# (connect, read) seconds: a webhook that hangs must not hold a worker.
+TIMEOUT = (3.05, 10.0)
+# Slack cuts a section block's text at 3,000 characters.
+BLOCK_CHARS = 3000
+
+
+class WebhookError(Exception):
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+def enabled() -> bool:
+    return bool(settings.SFNUI_WATCH_WEBHOOK_URL)
+
+
+def pending(execution: Execution) -> list[Watch]:
+    """Who waits for this execution to finish."""
+    return list(Watch.objects.filter(execution=execution, notification__isnull=True))
+
+
+def watch(execution: Execution, user: AbstractBaseUser, base_url: str) -> bool:
+    """Start watching; False when this person already watches it."""
+    try:
+        with transaction.atomic():
+            Watch.objects.create(
+                execution=execution,
+                user_id=user.pk,
+                username=user.get_username(),
+                base_url=base_url,
+            )
+    except IntegrityError:
+        return False
+    # It may have closed between the page's read and this row: the sync that
+    # stored the close looked for watches before this one existed.
+    status = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+    if status is not None and status not in OPEN_STATUSES:
+        closed(execution.pk)
+    return True
+
+
+def unwatch(execution: Execution, user: AbstractBaseUser) -> bool:
+    deleted, _ = Watch.objects.filter(
+        execution=execution, user_id=user.pk, notification__isnull=True
+    ).delete()
+    return bool(deleted)
+
+
+def closed(execution_pk: int) -> None:
+    """The sync stored a closed status. If anyone watches the execution, a
+    worker posts it once this transaction commits. Never raises: the sync
+    goes on whatever happens to the notification."""
+    try:
+        if not Watch.objects.filter(execution_id=execution_pk, notification__isnull=True).exists():
+            return
+    except Exception:
+        log.warning("could not look for watches of execution %s", execution_pk, exc_info=True)
+        return
+    transaction.on_commit(lambda: _enqueue_notify(execution_pk))
+
+
+def _enqueue_notify(execution_pk: int) -> None:
+    from . import tasks
+
+    try:
+        tasks.notify_watchers.delay(execution_pk)
+    except Exception:
+        # The broker is down; notify_finished_watches (periodic) picks it up.
+        log.warning("could not enqueue the watch notification of %s", execution_pk, exc_info=True)
+
+
+def notify(execution_pk: int) -> str:
+    """Claim the execution's open watches and post once for all of them."""
+    ex = Execution.objects.select_related("state_machine").filter(pk=execution_pk).first()
+    if ex is None:
+        return "gone"
+    if ex.is_open:
+        # Redriven since the close was seen: its watches wait for the next end.
+        return "running again"
+    watches = pending(ex)
+    if not watches:
+        return "nobody watches"
+    text = message(ex, watches)
+    with transaction.atomic():
+        note = WatchNotification.objects.create(execution=ex, text=text)
+        # Compare-and-set: a watch another worker claimed meanwhile stays its own.
+        claimed = Watch.objects.filter(
+            pk__in=[w.pk for w in watches], notification__isnull=True
+        ).update(notification=note)
+        if not claimed:
+            transaction.set_rollback(True)
+            return "already notified"
+    if claimed != len(watches):
+        # Some were claimed by another worker: name only our own watchers.
+        note.text = message(ex, list(note.watches.all()))
+        WatchNotification.objects.filter(pk=note.pk).update(text=note.text)
+    return deliver(note.pk, attempt=1)
+
+
+def notify_finished() -> int:
+    """Open watches of executions that finished: notify them. For when the
+    broker was down at the moment the sync saw the end."""
+    ids = list(
+        Watch.objects.filter(notification__isnull=True)
+        .exclude(execution__status__in=OPEN_STATUSES)
+        .values_list("execution_id", flat=True)
+        .distinct()
+        .order_by()
+    )
+    for pk in ids:
+        notify(pk)
+    return len(ids)
+
+
+def message(ex: Execution, watches: list[Watch]) -> str:
+    """The post: who watched, then the incident summary."""
+    base = settings.SFNUI_BASE_URL or next((w.base_url for w in watches if w.base_url), "")
+    names = sorted({w.username for w in watches})
+    head = f"Watched execution finished (watched by {', '.join(incident.plain(n) for n in names)})"
+    return f"{head}\n{incident.summary_for(ex, base=base.rstrip('/'))}"
+
+
+def deliver(notification_pk: int, attempt: int) -> str:
+    """Post attempt number `attempt`. Claimed by compare-and-set on the attempt
+    count, so that a task run twice does not post twice."""
+    now = timezone.now()
+    claimed = WatchNotification.objects.filter(
+        pk=notification_pk,
+        attempts=attempt - 1,
+        sent_at__isnull=True,
+        gave_up_at__isnull=True,
+    ).update(attempts=attempt, last_attempt_at=now)
+    if not claimed:
+        return "already attempted"
+    note = WatchNotification.objects.get(pk=notification_pk)
+    url: str = settings.SFNUI_WATCH_WEBHOOK_URL
+    try:
+        if not url:
+            raise WebhookError("SFNUI_WATCH_WEBHOOK_URL is not set", retry=False)
+        post(url, payload(note.text))
+    except WebhookError as exc:
+        retry = exc.retry and attempt < MAX_ATTEMPTS
+        error = f"attempt {attempt}: {exc}"
+        WatchNotification.objects.filter(pk=note.pk).update(
+            last_error=error[:2000], gave_up_at=None if retry else timezone.now()
+        )
+        log.warning("watch notification %s: %s", note.pk, error)
+        if retry:
+            _retry_later(note.pk, attempt)
+        return error
+    WatchNotification.objects.filter(pk=note.pk).update(sent_at=timezone.now(), last_error="")
+    return "sent"
+
+
+def _retry_later(notification_pk: int, attempt: int) -> None:
+    from . import tasks
+
+    try:
+        tasks.deliver_watch_notification.apply_async(
+            (notification_pk, attempt + 1), countdown=BACKOFF[attempt - 1]
+        )
+    except Exception as exc:
+        WatchNotification.objects.filter(pk=notification_pk).update(
+            gave_up_at=timezone.now(),
+            last_error=f"attempt {attempt} failed, and the retry could not be scheduled "
+            f"({type(exc).__name__})",
+        )
+
+
+def post(url: str, body: dict[str, Any]) -> None:
+    """POST the payload. The webhook's URL is a secret (Slack's carries its
+    token), so errors name only its host."""
+    host = urlsplit(url).hostname or "the webhook"
+    try:
+        response = requests.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
+    except requests.Timeout:
+        raise WebhookError(f"{host} did not answer in time", retry=True) from None
+    except requests.RequestException as exc:
+        raise WebhookError(
+            f"{host} could not be reached ({type(exc).__name__})", retry=True
+        ) from None
+    if 200 <= response.status_code < 300:
+        return
+    said = re.sub(r"\s+", " ", response.text[:200]).strip()
+    retry = response.status_code == 429 or response.status_code >= 500
+    raise WebhookError(
+        f"{host} answered HTTP {response.status_code}{': ' + said if said else ''}", retry=retry
+    )
+
+
+def payload(markdown: str) -> dict[str, Any]:
+    slack = slack_mrkdwn(markdown)
+    if len(slack) > BLOCK_CHARS:
+        slack = slack[: BLOCK_CHARS - 1] + "…"
+    return {
+        "text": markdown,
+        "mrkdwn": True,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack}}],
+    }
+
+
+# Code: fenced blocks, then code spans (any run of backticks, closed by the same run).
+_CODE = re.compile(r"(```+)(?:.|\n)*?\1|(`+)(?:.|\n)*?\2")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()<>#+|!~])")
+_BULLET = re.compile(r"^(\s*)- ", re.MULTILINE)
+
+
+def slack_mrkdwn(markdown: str) -> str:
+    """The summary's Markdown in Slack's mrkdwn: *bold*, no backslash escapes,
+    • bullets, and &, <, > escaped as Slack asks (code left as it is)."""
+    out: list[str] = []
+    position = 0
+    for match in _CODE.finditer(markdown):
+        out.append(_slack_text(markdown[position : match.start()]))
+        out.append(_slack_escape(match.group(0)))
+        position = match.end()
+    out.append(_slack_text(markdown[position:]))
+    return "".join(out)
+
+
+def _slack_text(text: str) -> str:
+    text = _BULLET.sub(r"\1• ", text)
+    text = _BOLD.sub(r"*\1*", text)
+    return _slack_escape(_ESCAPED.sub(r"\1", text))
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
