@@ -120,6 +120,8 @@ class Supervisor:
     output_lock = threading.Lock()
 
     def __init__(self) -> None:
+        # Started from the main thread and from setup threads while other
+        # threads read it: always iterate over a copy (list(...)).
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.readers: list[threading.Thread] = []
         self.stop_requested = threading.Event()
@@ -132,7 +134,7 @@ class Supervisor:
         if self.signals > 1:
             # A second Ctrl-C: no more waiting. SIGQUIT is Celery's cold
             # shutdown (it takes its pool processes along) and ends the others.
-            for proc in self.children.values():
+            for proc in list(self.children.values()):
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGQUIT)
 
@@ -183,7 +185,7 @@ class Supervisor:
     def check_alive(self) -> None:
         if self.stop_requested.is_set():
             raise Failed("stopped")
-        for name, proc in self.children.items():
+        for name, proc in list(self.children.items()):
             code = proc.poll()
             if code is not None:
                 raise Failed(f"{name} exited with code {code}")
@@ -213,7 +215,7 @@ class Supervisor:
     def wait(self) -> int:
         """Until a stop signal (0) or a child's death (1)."""
         while not self.stop_requested.wait(0.3):
-            for name, proc in self.children.items():
+            for name, proc in list(self.children.items()):
                 code = proc.poll()
                 if code is not None:
                     say(f"{name} exited with code {code}: stopping the others")
@@ -222,13 +224,13 @@ class Supervisor:
 
     def stop_all(self) -> None:
         """SIGTERM to every child still running, then SIGKILL after GRACE seconds."""
-        for proc in self.children.values():
+        for proc in list(self.children.values()):
             if proc.poll() is None:
                 # After a Ctrl-C they already have SIGINT; SIGTERM covers a
                 # `kill` of this process alone. Both mean "shut down cleanly".
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACE
-        for name, proc in self.children.items():
+        for name, proc in list(self.children.items()):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -5,9 +5,16 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from . import status
+from . import status, stopping
+
+
+def permissions(request: HttpRequest) -> dict[str, Any]:
+    # `can_stop` instead of `perms.executions.stop_execution`: one query, and
+    # only on pages that ask.
+    return {"can_stop": SimpleLazyObject(lambda: stopping.can_stop(request.user))}
 
 
 def sync_status(request: HttpRequest) -> dict[str, Any]:
-    # Lazy: only pages that show the bar pay for its two queries.
-    return {"sync_status": SimpleLazyObject(status.current)}
+    # Lazy, and shared for a couple of seconds: the bar costs a page its two
+    # queries at most once per SHARED_TTL, and none with Redis.
+    return {"sync_status": SimpleLazyObject(status.shared)}

@@ -13,6 +13,10 @@ TERMINAL_EVENT_TYPES = (
     "ExecutionAborted",
     "ExecutionTimedOut",
 )
+# How `Execution.sync_error` starts while AWS lists an execution that
+# DescribeExecution does not know yet (AWS is eventually consistent): news
+# on its way, retried shortly, not an error.
+SYNC_LAGGING = "Waiting for AWS: "
 
 
 class ExecutionStatus(models.TextChoices):
@@ -142,6 +146,11 @@ class Execution(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
+    @property
+    def sync_lagging(self) -> bool:
+        """AWS lists it but cannot describe it yet: show "syncing", not an error."""
+        return self.sync_error.startswith(SYNC_LAGGING)
+
 
 class HistoryEvent(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
@@ -201,6 +210,12 @@ class StopRequest(models.Model):
         indexes = [
             # The audit page, newest first.
             models.Index(fields=["-requested_at"], name="stop_requested_idx"),
+            # The audit filtered by batch id (a bulk stop's attempts).
+            models.Index(
+                fields=["batch_id", "-requested_at"],
+                name="stop_batch_idx",
+                condition=Q(batch_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -256,3 +271,118 @@ class ApiBucket(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class BulkStop(models.Model):
+    """A guarded bulk stop: who stopped which executions together, and why.
+
+    Its id is the batch id of every StopRequest it makes (the audit's batch
+    filter), and the token of the confirmation form: a second POST of the same
+    form finds the batch and starts nothing again.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    error = models.CharField(max_length=256, blank=True)
+    cause = models.TextField(blank=True)
+    # What was selected, as the person saw it on the dry run: the list's
+    # filters (and the current state, from the runaway finder), or picked ids.
+    selection = models.JSONField(default=dict)
+    description = models.CharField(max_length=1000)
+    count = models.IntegerField()
+    # Every item has an outcome (or a note saying why nothing was sent).
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The tasks could not be handed to a worker (the broker was down).
+    enqueue_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"bulk stop {self.pk} of {self.count} by {self.username}"
+
+
+class BulkStopItem(models.Model):
+    """One execution of a bulk stop, and the StopRequest its stop made."""
+
+    batch = models.ForeignKey(BulkStop, on_delete=models.CASCADE, related_name="items")
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
+    position = models.IntegerField()
+    stop_request = models.OneToOneField(
+        StopRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Why nothing was sent for this one, when nothing could be (say, the
+    # person lost the stop permission before the worker got to it).
+    note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # The progress page's ordered scan of a batch, and the tasks' chunks.
+            models.UniqueConstraint(fields=["batch", "position"], name="bulkitem_position_uniq"),
+            # An execution is stopped once per batch.
+            models.UniqueConstraint(fields=["batch", "execution"], name="bulkitem_execution_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} #{self.position}"
+
+
+class WatchNotification(models.Model):
+    """One post to the watch webhook: an execution finished, and the watches
+    it answers were claimed for it (each watch is in at most one)."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="watch_notifications"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # What is posted, fixed when the finish was claimed: every retry posts the same.
+    text = models.TextField()
+    attempts = models.IntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Set when the retries ran out, or the webhook refused for good.
+    gave_up_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"notification {self.pk} for {self.execution_id}"
+
+
+class Watch(models.Model):
+    """Someone asked to hear (on the webhook) when a running execution finishes."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="watches")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The dashboard's address as the watcher used it, for the links in the
+    # post when SFNUI_BASE_URL is not set (a worker has no request to ask).
+    base_url = models.CharField(max_length=2048, blank=True)
+    # Claimed, by compare-and-set, for the one post that tells of the finish.
+    notification = models.ForeignKey(
+        WatchNotification, null=True, blank=True, on_delete=models.SET_NULL, related_name="watches"
+    )
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # One open watch per person and execution; also serves the sync's
+            # "is anyone waiting for this one?" when an execution closes.
+            models.UniqueConstraint(
+                fields=["execution", "user"],
+                condition=Q(notification__isnull=True),
+                name="watch_pending_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} watches {self.execution_id}"

@@ -21,9 +21,10 @@ import time
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import aws, sync
@@ -32,6 +33,29 @@ from .models import Execution, StopRequest
 log = logging.getLogger(__name__)
 
 PERMISSION = "executions.stop_execution"
+
+
+def can_stop(user: Any) -> bool:
+    """user.has_perm(PERMISSION) in one query (has_perm loads every permission
+    of the user and of their groups: two), remembered on the user object for
+    the rest of the request. Permissions come only from ModelBackend here
+    (single sign-on grants them as user permissions)."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    cached = getattr(user, "_sfnui_can_stop", None)
+    if cached is None:
+        app_label, codename = PERMISSION.split(".")
+        cached = (
+            Permission.objects.filter(codename=codename, content_type__app_label=app_label)
+            .filter(Q(user=user) | Q(group__user=user))
+            .exists()
+        )
+        user._sfnui_can_stop = cached
+    return bool(cached)
+
+
 # What a claimed attempt says until AWS has answered. If the process dies
 # in between, the audit keeps saying exactly this, which is the truth.
 IN_FLIGHT = (
@@ -62,7 +86,7 @@ def request_stop(
     Always returns the attempt's StopRequest (STOPPED, REFUSED or FAILED);
     AWS errors are recorded, not raised.
     """
-    if not (isinstance(user, PermissionsMixin) and user.has_perm(PERMISSION)):
+    if not (isinstance(user, PermissionsMixin) and can_stop(user)):
         raise PermissionDenied(f"{user.get_username() or 'anonymous'} may not stop executions")
     existing = StopRequest.objects.filter(request_token=request_token).first()
     if existing is not None:

@@ -31,6 +31,7 @@ from .arns import parse_execution_arn, parse_state_machine_arn
 from .budget import BudgetExhausted
 from .models import (
     OPEN_STATUSES,
+    SYNC_LAGGING,
     TERMINAL_EVENT_TYPES,
     Execution,
     HistoryEvent,
@@ -49,6 +50,10 @@ IN_CHUNK = 500
 # closed if it started this long before the listing: AWS is eventually
 # consistent, and a listing does not see what started while it ran.
 LISTING_MARGIN = dt.timedelta(seconds=5)
+# An execution that ListExecutions showed and DescribeExecution does not know
+# is retried this many times (about two minutes) as "waiting for AWS" before
+# it counts as a sync error.
+LAGGING_RETRIES = 6
 # State machine definitions change on deploys; read them again this often.
 DESCRIBE_STATE_MACHINE_EVERY = dt.timedelta(hours=1)
 
@@ -389,8 +394,10 @@ def sync_execution(ex: Execution, stats: Stats) -> None:
     """DescribeExecution if the listing saw a change, then the history's new events.
 
     Raises aws.Throttled (after rescheduling the execution) so that the
-    caller stops and lets the budget refill; records other AWS errors on the
-    execution and reschedules it with backoff.
+    caller stops and lets the budget refill, and aws.Unavailable (after
+    recording it on the execution) so that the caller stops calling an AWS it
+    cannot reach; records other AWS errors on the execution and reschedules it
+    with backoff.
     """
     try:
         if ex.needs_describe or ex.described_at is None:
@@ -405,10 +412,18 @@ def sync_execution(ex: Execution, stats: Stats) -> None:
         _reschedule(ex, delay=settings.SFNUI_RUNNING_MIN_INTERVAL, error="")
         raise
     except aws.NotFound as exc:
-        # AWS is eventually consistent: a fresh execution that ListExecutions
-        # returned can be unknown to DescribeExecution for a moment.
-        _failed(ex, f"AWS does not know this execution (yet): {exc.message}", stats)
+        if ex.described_at is None and ex.sync_failures < LAGGING_RETRIES:
+            # AWS is eventually consistent: a fresh execution that
+            # ListExecutions returned can be unknown to DescribeExecution
+            # for a moment. Not an error (yet): try again shortly.
+            _lagging(ex, exc)
+        else:
+            _failed(ex, f"AWS does not know this execution: {exc.message}", stats)
         return
+    except aws.Unavailable as exc:
+        # Not this execution's problem: AWS is away for every one of them.
+        _failed(ex, _describe_error(exc), stats)
+        raise
     except aws.AwsError as exc:
         _failed(ex, _describe_error(exc), stats)
         return
@@ -462,6 +477,11 @@ def _store_description(ex: Execution, d: dict[str, Any]) -> bool:
         return False
     for name, value in fields.items():
         setattr(ex, name, value)
+    if ex.status not in OPEN_STATUSES:
+        from . import watch
+
+        # Whoever watches it hears of the end: a task once this commits, never a wait here.
+        watch.closed(ex.pk)
     return True
 
 
@@ -565,6 +585,21 @@ def _reschedule(ex: Execution, delay: float, error: str) -> None:
     )
 
 
+def _lagging(ex: Execution, exc: aws.AwsError) -> None:
+    failures = ex.sync_failures + 1
+    # 2 s, 4 s, 8 s ...: AWS usually catches up within seconds.
+    delay = min(2.0 * 2 ** (failures - 1), 60.0)
+    Execution.objects.filter(pk=ex.pk).update(
+        sync_failures=failures,
+        sync_error=(
+            f"{SYNC_LAGGING}AWS lists this execution, but DescribeExecution does not know "
+            f"it yet (AWS is eventually consistent); trying again in {delay:g} s. "
+            f"({exc.code}: {exc.message})"
+        )[:2000],
+        sync_due_at=timezone.now() + dt.timedelta(seconds=delay),
+    )
+
+
 def _failed(ex: Execution, error: str, stats: Stats) -> None:
     failures = ex.sync_failures + 1
     # 5 s, 10 s, 20 s ... up to 10 minutes: keep trying, gently.
@@ -578,7 +613,8 @@ def _failed(ex: Execution, error: str, stats: Stats) -> None:
 
 
 def sync_executions(pks: Iterable[int], region: str) -> Stats:
-    """Sync a batch of executions; stop early when AWS says to slow down."""
+    """Sync a batch of executions; stop early when AWS says to slow down or
+    cannot be reached."""
     from .locks import held
 
     with recording(SyncRun.Kind.EXECUTIONS, region) as stats:
@@ -589,7 +625,9 @@ def sync_executions(pks: Iterable[int], region: str) -> Stats:
                     continue  # another worker has it right now
                 try:
                     sync_execution(ex, stats)
-                except (aws.Throttled, BudgetExhausted):
+                except (aws.Throttled, BudgetExhausted, aws.Unavailable):
+                    # Slow down, or AWS is unreachable: the rest of the batch
+                    # would meet the same (and each wait out the timeouts).
                     stats.unfinished = [e.pk for e in pending[i:]]
                     for rest in pending[i + 1 :]:
                         _reschedule(rest, delay=settings.SFNUI_RUNNING_MIN_INTERVAL, error="")

@@ -16,7 +16,9 @@ from .models import Execution, StateMachine, SyncRun
 @shared_task(acks_late=True)
 def sync_tick() -> dict[str, int]:
     """Hand out what is due. Runs every SFNUI_SYNC_TICK seconds."""
-    with held("sync-tick", timeout=max(30.0, settings.SFNUI_SYNC_TICK * 4)) as mine:
+    # A tick killed while it holds the lock delays the schedule by a lease at most.
+    timeout = min(settings.SFNUI_SYNC_LEASE, max(30.0, settings.SFNUI_SYNC_TICK * 4))
+    with held("sync-tick", timeout=timeout) as mine:
         if not mine:
             return {}
         work = schedule.claim_due_work()
@@ -35,7 +37,10 @@ def sync_tick() -> dict[str, int]:
 
 @shared_task(acks_late=True)
 def discover(region: str) -> str:
-    return sync.discover_state_machines(region).summary()
+    stats = sync.discover_state_machines(region)
+    if not stats.errors:
+        schedule.discovered(region)
+    return stats.summary()
 
 
 @shared_task(acks_late=True)
@@ -81,3 +86,42 @@ def prune_sync_runs() -> int:
     cutoff = timezone.now() - dt.timedelta(days=settings.SFNUI_SYNC_RUN_RETENTION_DAYS)
     deleted, _ = SyncRun.objects.filter(started_at__lt=cutoff).delete()
     return deleted
+
+
+# --- Bulk stop and Watch (bulk.py, watch.py) ----------------------------------------
+# Imported where used, so that this module's imports stay the sync's own.
+
+
+@shared_task(acks_late=True)
+def stop_bulk_items(batch_id: str, item_ids: list[int]) -> str:
+    """Stop one chunk of a bulk stop. Running it twice sends nothing twice:
+    each stop's request token is derived from the batch and the execution."""
+    import uuid
+
+    from . import bulk
+
+    return bulk.stop_items(uuid.UUID(batch_id), item_ids)
+
+
+@shared_task(acks_late=True)
+def notify_watchers(execution_pk: int) -> str:
+    """A watched execution finished: post it to the webhook, once per watch."""
+    from . import watch
+
+    return watch.notify(execution_pk)
+
+
+@shared_task(acks_late=True)
+def deliver_watch_notification(notification_pk: int, attempt: int) -> str:
+    """A retry of a watch post that failed (watch.BACKOFF apart)."""
+    from . import watch
+
+    return watch.deliver(notification_pk, attempt)
+
+
+@shared_task
+def notify_finished_watches() -> int:
+    """Watches of executions that finished while the broker was unreachable."""
+    from . import watch
+
+    return watch.notify_finished()

@@ -3,7 +3,18 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from .converters import ExecutionArnConverter, StateMachineArnConverter
-from .views import api, detail, health, history, lists, state_machines, stop
+from .views import (
+    api,
+    bulk_stop,
+    detail,
+    health,
+    history,
+    lists,
+    runaways,
+    state_machines,
+    stop,
+    watch,
+)
 
 register_converter(ExecutionArnConverter, "arn")
 register_converter(StateMachineArnConverter, "sm_arn")
@@ -15,6 +26,11 @@ urlpatterns = [
     path("executions/<arn:arn>/history.txt", history.history_text, name="execution_history_text"),
     path("executions/<arn:arn>/history.json", history.history_json, name="execution_history_json"),
     path("executions/<arn:arn>/stop/", stop.stop_execution, name="execution_stop"),
+    path("executions/<arn:arn>/watch/", watch.watch_execution, name="execution_watch"),
+    path("runaways/", runaways.runaway_finder, name="runaways"),
+    path("bulk-stop/", bulk_stop.bulk_stop, name="bulk_stop"),
+    path("bulk-stop/<uuid:batch_id>/", bulk_stop.bulk_stop_progress, name="bulk_stop_progress"),
+    path("bulk-stop/<uuid:batch_id>/resume/", bulk_stop.bulk_stop_resume, name="bulk_stop_resume"),
     path("state-machines/", state_machines.state_machine_list, name="state_machine_list"),
     path(
         "state-machines/<sm_arn:arn>/",

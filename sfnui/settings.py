@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -58,7 +62,8 @@ VAR_DIR = Path(env_str("SFNUI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-sfnui-development-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+# Set but empty (a .env line left blank) is as good as unset.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY").strip() or DEVELOPMENT_SECRET_KEY
 DEBUG = env_bool("DJANGO_DEBUG", True)
 if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured(
@@ -79,11 +84,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
+    "axes",
     "executions",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every answer, error pages included.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -96,7 +105,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "executions.middleware.TimezoneMiddleware",
+    "executions.middleware.RefusalMessageMiddleware",
     "executions.middleware.PageErrorMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "sfnui.urls"
@@ -113,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "executions.context_processors.sync_status",
+                "executions.context_processors.permissions",
             ],
         },
     },
@@ -145,7 +158,13 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "sfnui",
             # A page must not hang on a Redis that is down.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            # No redis-py retries either: a Redis that hangs must cost a page
+            # about two seconds, not several times that.
+            "OPTIONS": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "retry": Retry(NoBackoff(), 0),
+            },
         }
     }
 else:
@@ -166,6 +185,12 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/executions/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# django-axes first: a locked-out sign-in is refused before any password is
+# checked (the login form and the API's Basic auth alike).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -194,7 +219,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("SFNUI_LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # One INFO line from every process at start is noise.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- AWS -------------------------------------------------------------------
@@ -275,6 +305,109 @@ SFNUI_BASE_URL = env_str("SFNUI_BASE_URL").rstrip("/")
 # "Watch" posts a Slack-compatible message here when a watched execution ends.
 SFNUI_WATCH_WEBHOOK_URL = env_str("SFNUI_WATCH_WEBHOOK_URL")
 
+# --- Security (see README.md, "Security") ------------------------------------
+
+# Behind a proxy or load balancer that terminates TLS and says so in this
+# header (e.g. X-Forwarded-Proto): requests it marks "https" are secure.
+# Only set it when the proxy always sets (or strips) the header.
+SFNUI_PROXY_SSL_HEADER = env_str("SFNUI_PROXY_SSL_HEADER").strip()
+if SFNUI_PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + SFNUI_PROXY_SSL_HEADER.upper().replace("-", "_"),
+        "https",
+    )
+# How many proxies in front of the app append to X-Forwarded-For: the client
+# address that rate-limits sign-ins is taken that many hops from the right.
+# 0: the connection's own address.
+SFNUI_PROXY_COUNT = env_int("SFNUI_PROXY_COUNT", 0)
+SECURE_SSL_REDIRECT = env_bool("SFNUI_SSL_REDIRECT", False)
+# /healthz answers over plain HTTP inside the network (load balancer checks).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SFNUI_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SFNUI_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SFNUI_HSTS_PRELOAD", False)
+# Cookies only over HTTPS unless DEBUG (browsers accept them on
+# http://localhost too); SFNUI_SECURE_COOKIES=false for a plain-HTTP install.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SFNUI_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SFNUI_SESSION_HOURS", 12) * 3600
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Execution ARNs are in our URLs: never send them to the AWS console or elsewhere.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Forms posted from the public address pass the CSRF origin check even when
+# the proxy does not say the request came over HTTPS.
+_base_url = urlsplit(SFNUI_BASE_URL)
+CSRF_TRUSTED_ORIGINS = (
+    [f"https://{_base_url.netloc}"] if _base_url.scheme == "https" and _base_url.netloc else []
+)
+
+# Content-Security-Policy (django-csp): our own scripts and styles only. No
+# inline script anywhere and no eval (htmx runs with allowEval off, see
+# base.html); no inline style either: the timeline's SVG uses presentation
+# attributes, not style="...". Images may be data: URLs (the admin's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "manifest-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
+
+# Sign-in rate limit (django-axes): after this many failures for one user
+# name from one address, that pair is refused for the cool-off time. A
+# success resets the count. `python manage.py axes_reset_username NAME` lifts it.
+AXES_FAILURE_LIMIT = env_int("SFNUI_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("SFNUI_LOGIN_COOLOFF_MINUTES", 15))
+# Per user name and address: a guesser is stopped, yet nobody can lock the
+# whole team out from one address, nor one person out from everywhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "executions.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "executions.lockout.client_ip"
+# Logged sign-ins (axes' AccessLog) are not kept: failures are enough.
+AXES_DISABLE_ACCESS_LOG = True
+
+# --- Single sign-on (OpenID Connect, off unless SFNUI_OIDC_ISSUER is set) -------
+
+SFNUI_OIDC_ISSUER = env_str("SFNUI_OIDC_ISSUER").strip().rstrip("/")
+SFNUI_OIDC_ENABLED = bool(SFNUI_OIDC_ISSUER)
+# The claim that names the person (their sfnui user name), and the claim that
+# lists their groups.
+SFNUI_OIDC_USERNAME_CLAIM = env_str("SFNUI_OIDC_USERNAME_CLAIM", "preferred_username")
+SFNUI_OIDC_GROUPS_CLAIM = env_str("SFNUI_OIDC_GROUPS_CLAIM", "groups")
+# Members of any of these groups may stop executions, others may not; checked
+# at every sign-in. Empty: the permission is managed in the admin instead.
+SFNUI_OIDC_STOP_GROUPS = env_list("SFNUI_OIDC_STOP_GROUPS", [])
+if SFNUI_OIDC_ENABLED:
+    if not DEBUG and not SFNUI_OIDC_ISSUER.startswith("https://"):
+        raise ImproperlyConfigured("SFNUI_OIDC_ISSUER must be an https:// URL in production")
+    for _name in ("SFNUI_OIDC_CLIENT_ID", "SFNUI_OIDC_CLIENT_SECRET"):
+        if not env_str(_name):
+            raise ImproperlyConfigured(f"SFNUI_OIDC_ISSUER is set: {_name} must be set too")
+    OIDC_RP_CLIENT_ID = env_str("SFNUI_OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = env_str("SFNUI_OIDC_CLIENT_SECRET")
+    OIDC_RP_SCOPES = env_str("SFNUI_OIDC_SCOPES", "openid email profile")
+    OIDC_RP_SIGN_ALGO = env_str("SFNUI_OIDC_SIGN_ALGO", "RS256")
+    # Unset endpoints come from the issuer's discovery document.
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("SFNUI_OIDC_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("SFNUI_OIDC_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = env_str("SFNUI_OIDC_USERINFO_ENDPOINT")
+    OIDC_OP_JWKS_ENDPOINT = env_str("SFNUI_OIDC_JWKS_URI")
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = env_float("SFNUI_OIDC_TIMEOUT", 10.0)
+    OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+    AUTHENTICATION_BACKENDS.append("executions.oidc.SingleSignOnBackend")
+
 # --- Celery ------------------------------------------------------------------
 
 CELERY_TASK_DEFAULT_QUEUE = env_str("SFNUI_QUEUE", "sfnui")
@@ -283,11 +416,12 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "visibility_timeout": 3600,
         "socket_connect_timeout": 2,
-        "socket_timeout": 5,
+        "socket_timeout": 2,
     }
 else:
     # The embedded broker: kombu's filesystem transport under var/, shared by
-    # every process on this machine, no server needed.
+    # every process on this machine, no server needed (sfnui/broker.py makes
+    # its writes atomic).
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -319,4 +453,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sync-tick": {"task": "executions.tasks.sync_tick", "schedule": SFNUI_SYNC_TICK},
     "prune-sync-runs": {"task": "executions.tasks.prune_sync_runs", "schedule": 3600.0},
+    # Watches whose message could not be queued when the sync saw the end
+    # (broker down): the safety net.
+    "notify-finished-watches": {
+        "task": "executions.tasks.notify_finished_watches",
+        "schedule": 60.0,
+    },
 }

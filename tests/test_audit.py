@@ -193,3 +193,65 @@ def test_an_empty_audit_says_so(viewer_client: Client) -> None:
     response = viewer_client.get(URL)
     assert response.status_code == 200
     assert "No stop attempts" in response.content.decode()
+
+
+def test_every_attempt_made_through_the_page_is_listed_with_the_typed_reason(
+    make_state_machine: Any,
+    start: Any,
+    operator_client: Client,
+    user: Any,
+    fake_aws: Any,
+    sfn: Any,
+    settings: Any,
+) -> None:
+    """Stopped, refused and failed attempts, made through the stop page, are
+    all StopRequest rows that every signed-in person sees on /audit/; the
+    reason typed is what AWS keeps in the execution's own history."""
+    from executions import sync
+    from tests.helpers import LONG_WAIT
+
+    machine = make_state_machine("nightly-etl", LONG_WAIT)
+    first = sync.import_execution(start(machine, "etl-1"))
+    second = sync.import_execution(start(machine, "etl-2"))
+
+    def stop(ex: Execution, error: str, cause: str) -> None:
+        response = operator_client.post(
+            reverse("execution_stop", args=[ex.arn]),
+            {"error": error, "cause": cause, "request_token": str(uuid.uuid4())},
+        )
+        assert response.status_code == 302
+
+    stop(first, "Ops.Runaway", "oncall: INC-42, stuck for an hour")  # STOPPED
+    stop(first, "Ops.Again", "a second try")  # REFUSED: finished
+    settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # AWS unreachable
+    stop(second, "Ops.Runaway", "oncall: INC-43")  # FAILED
+
+    outcomes = dict(
+        StopRequest.objects.values_list("execution__name", "outcome").order_by("requested_at")
+    )
+    assert list(StopRequest.objects.order_by("requested_at").values_list("outcome", flat=True)) == [
+        "STOPPED",
+        "REFUSED",
+        "FAILED",
+    ]
+    assert outcomes["etl-2"] == "FAILED"
+    viewer_client = Client()  # a viewer, who may not stop, sees them all
+    viewer_client.force_login(user)
+    page = viewer_client.get(URL)
+    assert page.status_code == 200
+    html = page.content.decode()
+    for text in ("oncall: INC-42, stuck for an hour", "a second try", "oncall: INC-43", "oncall"):
+        assert text in html, text
+    assert [a.outcome for a in page.context["attempts"]] == ["FAILED", "REFUSED", "STOPPED"]
+    refused = viewer_client.get(URL + "?outcome=REFUSED")
+    assert [a.error for a in refused.context["attempts"]] == ["Ops.Again"]
+
+    # AWS's own history says who stopped it and why.
+    events = sfn.get_execution_history(executionArn=first.arn, reverseOrder=True)["events"]
+    aborted = next(e for e in events if e["type"] == "ExecutionAborted")
+    details = aborted.get("executionAbortedEventDetails", {})
+    assert (details.get("error"), details.get("cause")) == (
+        "Ops.Runaway",
+        "oncall: INC-42, stuck for an hour",
+    )
+    assert sfn.describe_execution(executionArn=second.arn)["status"] == "RUNNING"

@@ -140,6 +140,10 @@ def test_csrf_is_enforced(runaway: Execution, operator: Any, fake_aws: Any) -> N
         ({"error": ""}, "This field is required"),
         ({"request_token": None}, "nothing was sent"),
         ({"request_token": "not-a-uuid"}, "nothing was sent"),
+        ({"error": "   ", "cause": "\n\t "}, "This field is required"),
+        ({"error": "Ops\x00Runaway"}, "Null characters are not allowed"),
+        ({"cause": "oncall\x00"}, "Null characters are not allowed"),
+        ({"error": "é" * 257}, "at most 256 characters"),
     ],
 )
 def test_a_bad_form_is_answered_with_400_and_sends_nothing(
@@ -293,3 +297,73 @@ def test_the_confirmation_costs_a_bounded_number_of_queries(
     )
     with django_assert_max_num_queries(12):
         assert operator_client.get(stop_url(ex.arn)).status_code == 200
+
+
+def test_a_multibyte_reason_at_the_limits_reaches_aws_whole(
+    runaway: Execution, operator_client: Client, fake_aws: Any, sfn: Any
+) -> None:
+    """The limits are characters, not bytes: 256 "é" (512 bytes) and 32,768
+    "é" are allowed and reach AWS unchanged."""
+    response = operator_client.post(
+        stop_url(runaway.arn), form(error="é" * 256, cause="é" * 32_768)
+    )
+    assert response.status_code == 302
+    d = sfn.describe_execution(executionArn=runaway.arn)
+    assert (d["error"], d["cause"]) == ("é" * 256, "é" * 32_768)
+    assert calls(fake_aws) == 1
+
+
+def test_every_submission_of_one_form_sends_at_most_one_stop(
+    make_state_machine: Callable[..., str],
+    start: Callable[..., str],
+    operator_client: Client,
+    fake_aws: Any,
+) -> None:
+    """Any sequence of submissions (the same form again and again, fresh forms,
+    invalid ones in between): one StopExecution for the execution, one audit
+    row per form that was valid, and every answer says what happened."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    machine = make_state_machine("nightly-etl", LONG_WAIT)
+    tokens = [str(uuid.uuid4()) for _ in range(3)]
+    submissions = st.lists(
+        st.tuples(st.sampled_from(tokens), st.sampled_from(["ok", "too-long", "empty"])),
+        min_size=1,
+        max_size=6,
+    )
+    runs = iter(range(1000))
+
+    @settings(
+        max_examples=8,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(submissions)
+    def run(sequence: list[tuple[str, str]]) -> None:
+        ex = sync.import_execution(start(machine, f"etl-{next(runs)}"))
+        before = calls(fake_aws)
+        fresh = {t: str(uuid.uuid4()) for t in tokens}  # tokens are global: one set per run
+        valid_tokens = set()
+        for token, kind in sequence:
+            data = form(request_token=fresh[token])
+            if kind == "too-long":
+                data["error"] = "E" * 257
+            elif kind == "empty":
+                data = {}
+            response = operator_client.post(stop_url(ex.arn), data)
+            if kind == "ok":
+                valid_tokens.add(fresh[token])
+                assert response.status_code == 302
+                message = messages_of(response)[-1]
+                assert message.startswith("Stopped etl-") or "nothing was sent" in message
+            else:
+                assert response.status_code == 400
+        sent = calls(fake_aws) - before
+        assert sent == (1 if valid_tokens else 0), sequence
+        attempts = StopRequest.objects.filter(execution=ex)
+        assert attempts.count() == len(valid_tokens)
+        assert attempts.filter(outcome="STOPPED").count() == (1 if valid_tokens else 0)
+
+    run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,12 +15,13 @@ from django.views.decorators.http import require_safe
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from .. import progress, schedule, tasks
+from .. import incident, progress, schedule, stopping, stuck, tasks
 from ..arns import NotAnArn, execution_console_url, state_machine_console_url
 from ..middleware import PageError
 from ..models import Execution
 from ..payloads import human_size, payload
 from .common import execution_or_404
+from .previews import execution_page_preview, previewable
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ POLL_SECONDS = 3
 # A cause longer than this, or on more lines, is folded in the banner.
 CAUSE_FOLD_CHARS = 400
 CAUSE_FOLD_LINES = 6
-# Causes are at most 32 KiB in AWS; anything larger is not parsed for a summary.
-CAUSE_MAX_PARSE = 64 * 1024
 
 # Why there is no output, as a client library says when asked for it.
 NO_OUTPUT = {
@@ -49,6 +47,7 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+@previewable(execution_page_preview)
 @require_safe
 def execution_detail(request: HtmxHttpRequest, arn: str) -> HttpResponse:
     ex = execution_or_404(arn)
@@ -61,7 +60,7 @@ def execution_detail(request: HtmxHttpRequest, arn: str) -> HttpResponse:
     sync_sooner(ex)
     if request.htmx:
         if ex.is_open:
-            response = render(request, "executions/_detail_live.html", live_context(ex))
+            response = render(request, "executions/_detail_live.html", live_context(request, ex))
         else:
             # It finished while the page was open: replace the whole panel
             # (banner, output, no more Stop button) in place.
@@ -124,36 +123,62 @@ def raw_payload(ex: Execution, which: str) -> HttpResponse:
     return response
 
 
-def live_context(ex: Execution) -> dict[str, Any]:
+def live_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
     now = timezone.now()
     age = (now - ex.synced_at).total_seconds() if ex.synced_at else None
+    open_states = progress.open_states(ex)
+    # Why is it stuck: re-read with every refresh of the live part.
+    why = stuck.analyse(ex, open_states, now)
     return {
         "ex": ex,
-        "open_states": progress.open_states(ex),
+        "open_states": open_states,
         "poll_seconds": POLL_SECONDS,
         "data_stale": age is None or age > settings.SFNUI_STALE_AFTER,
+        "stuck": why,
+        # The incident summary says where it is now (and why): kept current too.
+        "incident": incident.summary(
+            ex, base=incident.base_url(request), now=now, open_states=open_states, why=why
+        ),
     }
 
 
 def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
-    context: dict[str, Any] = live_context(ex) if ex.is_open else {"ex": ex}
+    now = timezone.now()
+    context: dict[str, Any] = live_context(request, ex) if ex.is_open else {"ex": ex}
     failure = progress.failure_point(ex)
     cause = ex.cause if ex.cause is not None else (failure.cause if failure else None)
     stops = list(ex.stops.all())
+    stopped_by = next((s for s in stops if s.outcome == "STOPPED"), None)
+    open_states = context.get("open_states", [])
+    if not ex.is_open:
+        context["incident"] = incident.summary(
+            ex,
+            base=incident.base_url(request),
+            now=now,
+            failure=failure,
+            stopped_by=stopped_by.username if stopped_by else "",
+        )
     context.update(
         {
+            "preview": incident.execution_preview(
+                ex,
+                url=incident.base_url(request) + request.get_full_path(),
+                now=now,
+                failure=failure,
+                open_states=open_states,
+            ),
             "banner_class": BANNER_CLASS.get(ex.status, ""),
             "failure": failure,
             "error": ex.error if ex.error is not None else (failure.error if failure else None),
             "cause": payload(cause, preview_chars=CAUSE_FOLD_CHARS),
-            "cause_summary": _cause_summary(cause),
+            "cause_summary": incident.cause_summary(cause),
             "cause_folded": cause is not None
             and (
                 len(cause) > CAUSE_FOLD_CHARS
                 or cause.count("\n") >= CAUSE_FOLD_LINES
-                or _cause_summary(cause) != cause
+                or incident.cause_summary(cause) != cause
             ),
-            "stopped_by": next((s for s in stops if s.outcome == "STOPPED"), None),
+            "stopped_by": stopped_by,
             "stops": stops,
             "input": payload(ex.input),
             "output": payload(ex.output),
@@ -169,28 +194,10 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             else NO_OUTPUT.get(ex.status, "No output."),
             "console_url": execution_console_url(ex.arn),
             "state_machine_console_url": _state_machine_console_url(ex.state_machine.arn),
-            "can_stop": ex.is_open and request.user.has_perm("executions.stop_execution"),
+            "can_stop": ex.is_open and stopping.can_stop(request.user),
         }
     )
     return context
-
-
-def _cause_summary(cause: str | None) -> str:
-    """One line that says what went wrong: "ErrorType: message" for the JSON
-    that Lambda and most SDKs put in a cause, else the cause itself."""
-    if not cause:
-        return ""
-    if len(cause) <= CAUSE_MAX_PARSE and cause.lstrip().startswith("{"):
-        try:
-            parsed = json.loads(cause)
-        except (ValueError, RecursionError):
-            parsed = None
-        if isinstance(parsed, dict):
-            message = parsed.get("errorMessage") or parsed.get("message")
-            kind = parsed.get("errorType") or parsed.get("name")
-            if isinstance(message, str) and message:
-                return f"{kind}: {message}" if isinstance(kind, str) and kind else message
-    return cause
 
 
 def _state_machine_console_url(arn: str) -> str:

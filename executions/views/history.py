@@ -18,10 +18,11 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 
-from .. import history, schedule
+from .. import history, incident, progress, schedule
 from ..middleware import PageError
 from ..models import Execution, HistoryEvent
 from .common import execution_or_404
+from .previews import execution_page_preview, previewable
 
 PAGE_SIZE = 500
 # A running execution's timeline refreshes this often (seconds).
@@ -104,6 +105,7 @@ def _page_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
     }
 
 
+@previewable(execution_page_preview)
 @require_safe
 def history_page(request: HttpRequest, arn: str) -> HttpResponse:
     ex = execution_or_404(arn)
@@ -159,8 +161,22 @@ def history_page(request: HttpRequest, arn: str) -> HttpResponse:
         rows = list(qs.order_by("event_id"))
 
     timeline: history.Timeline = ctx["timeline"]
+    now = timezone.now()
+    failure = progress.failure_point(ex)
+    open_states = progress.open_states(ex)
+    base = incident.base_url(request)
     ctx.update(
         {
+            "incident": incident.summary(
+                ex, base=base, now=now, failure=failure, open_states=open_states
+            ),
+            "preview": incident.execution_preview(
+                ex,
+                url=base + request.get_full_path(),
+                now=now,
+                failure=failure,
+                open_states=open_states,
+            ),
             "rows": [history.event_row(ev, ex.start_date, timeline) for ev in rows],
             "page_ids": {ev.event_id for ev in rows},
             "page": page,
@@ -238,7 +254,7 @@ def history_text(request: HttpRequest, arn: str) -> HttpResponseBase:
         ex,
         "text/plain; charset=utf-8",
         "txt",
-        history.text_chunks(ex, history.batches(ex)),
+        history.text_chunks(ex, history.batches(ex, payloads=False, iso_ms=True)),
     )
 
 
@@ -250,5 +266,5 @@ def history_json(request: HttpRequest, arn: str) -> HttpResponseBase:
         ex,
         "application/json",
         "json",
-        history.json_chunks(history.batches(ex, raw_details=True)),
+        history.json_chunks(history.batches(ex, raw_details=True, iso_ms=True)),
     )

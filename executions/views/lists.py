@@ -20,6 +20,7 @@ from .. import queries
 from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
 from ..forms import MAX_QUERY, STATUSES, ExecutionFilterForm, StatusesField
 from ..models import ExecutionStatus, StateMachine
+from .previews import list_page_preview, list_preview, previewable
 
 # The rows refresh this often while any of them runs.
 POLL_SECONDS = 5
@@ -50,6 +51,7 @@ class ActiveFilter:
     remove_url: str
 
 
+@previewable(list_page_preview)
 @require_safe
 def execution_list(request: HtmxHttpRequest) -> HttpResponse:
     jump = _jump(request)
@@ -71,9 +73,15 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
         )
     filters = form.filters()
     page = queries.page(filters, form.cleaned_data["cursor"], form.page_size)
-    counts = queries.status_counts(filters)
+    first_page = page if form.cleaned_data["cursor"] is None else None
+    counts = queries.status_counts(filters, first_page)
+    # One link per state machine, not per row (a page holds a few).
+    only: dict[str, str] = {}
     for ex in page.rows:
-        ex.filter_url = _with(request, state_machine=ex.state_machine.arn)  # type: ignore[attr-defined]
+        arn = ex.state_machine.arn
+        if arn not in only:
+            only[arn] = _with(request, state_machine=arn)
+        ex.filter_url = only[arn]  # type: ignore[attr-defined]
     context: dict[str, Any] = {
         "form": form,
         "filters": filters,
@@ -95,6 +103,7 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
             (n, _with(request, per_page=None if n == queries.DEFAULT_PER_PAGE else n, cursor=None))
             for n in (queries.DEFAULT_PER_PAGE, 100, queries.MAX_PER_PAGE)
         ],
+        "preview": list_preview(request, filters, counts),
         "unknown_state_machine": bool(
             filters.state_machine_arn
             and not page.rows
@@ -194,8 +203,8 @@ def _bound_note(filters: queries.Filters, label: str, count: queries.StatusCount
         return ""
     if filters.q:
         return (
-            f"at least {count.count:,}: the name search is counted among the newest "
-            f"{queries.SEARCH_WINDOW:,} {label} executions only"
+            f"at least {count.count:,}: only the newest {queries.SEARCH_WINDOW:,} "
+            "executions that match the name search are counted"
         )
     return f"at least {queries.CAP:,}: counting stops there"
 

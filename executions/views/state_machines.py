@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .. import activity
+from .. import activity, stopping
 from ..activity import FAILURE_STATUSES, MachineStats, execution_list_url
 from ..arns import NotAnArn, state_machine_console_url
 from ..models import Execution, StateMachine, SyncRun
@@ -113,7 +113,7 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "failed_runs": failed_runs,
         "definition": _pretty(sm.definition),
         "console_url": _console_url(sm.arn),
-        "can_stop": request.user.has_perm("executions.stop_execution"),
+        "can_stop": stopping.can_stop(request.user),
     }
     return render(request, "executions/state_machine_detail.html", context)
 

@@ -56,7 +56,7 @@ def _stop_permission(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(stopping.PERMISSION):
+        if not stopping.can_stop(request.user):
             raise PermissionDenied(
                 "Stopping executions needs the permission “Can stop a running execution” "
                 f"({stopping.PERMISSION}). Ask an administrator to grant it to "
