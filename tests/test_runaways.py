@@ -9,6 +9,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -328,6 +329,9 @@ def test_the_query_count_does_not_grow_with_state_machines_or_executions(
 ) -> None:
     flagged_world(2, 3)
     viewer_client.get(URL)  # the session, warm
+    # With Redis the sync bar's answer is shared for a moment: measure the
+    # request that works it out, both times.
+    cache.clear()
     with CaptureQueriesContext(connection) as small:
         assert viewer_client.get(URL).status_code == 200
     for k in range(2, 8):
@@ -335,6 +339,7 @@ def test_the_query_count_does_not_grow_with_state_machines_or_executions(
         succeeded(sm, 6, seconds=30)
         for i in range(12):
             running(sm, f"m{k}-r{i}", dt.timedelta(minutes=5 + i), ["A", "B", "C", "D"][i % 4])
+    cache.clear()
     with CaptureQueriesContext(connection) as large:
         response = viewer_client.get(URL)
     assert len(response.context["report"].machines) == 8

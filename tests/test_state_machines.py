@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -93,6 +94,9 @@ def test_the_list_links_to_the_filtered_executions(
 
 def test_the_list_query_count_does_not_grow_with_the_machines(viewer_client: Client) -> None:
     def queries() -> int:
+        # With Redis the sync bar's answer is shared for a moment; measure the
+        # request that has to work it out, both times.
+        cache.clear()
         with CaptureQueriesContext(connection) as captured:
             assert viewer_client.get(LIST).status_code == 200
         return len(captured)

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -158,6 +159,7 @@ def test_regions_outside_the_configuration_are_shown_for_lookups(
 
 def test_the_query_count_does_not_grow_with_the_data(viewer_client: Client, settings: Any) -> None:
     def queries() -> int:
+        cache.clear()  # the sync bar's answer is shared for a moment with Redis: not here
         with CaptureQueriesContext(connection) as captured:
             assert viewer_client.get(URL).status_code == 200
         return len(captured)
