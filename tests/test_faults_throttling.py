@@ -5,11 +5,9 @@ lose anything, and finishes after the storm. Meanwhile every page answers
 from the cache, quickly, and the bar says that the sync is behind because
 AWS is throttling.
 
-The storm lasts STORM seconds here rather than the minute of the issue: the
-worker needs far longer than that to get through the work under it (asserted
-below), which is what the minute stands for, and the suite runs twice. For
-the whole minute: SFNUI_FAULTS_STORM_SECONDS=60 bin/test tests/test_faults_throttling.py
-(the work grows with the storm).
+The storm lasts a minute (SFNUI_FAULTS_STORM_SECONDS to change it), with as
+many executions as seconds: more work than the worker can get through under
+it (asserted below).
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from executions import status
 from executions.models import Execution, SyncRun
 from tests.helpers import (
     LONG_WAIT,
@@ -37,7 +36,7 @@ from tests.workers import Processes
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-STORM = float(os.environ.get("SFNUI_FAULTS_STORM_SECONDS", "25"))
+STORM = float(os.environ.get("SFNUI_FAULTS_STORM_SECONDS", "60"))
 EXECUTIONS = int(STORM)
 
 
@@ -85,15 +84,20 @@ def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
 
     timings: list[float] = []
     bars: list[str] = []
+    throttled_since: float | None = None
     while time.monotonic() < storm_ends - 1:
         assert worker.poll() is None, "the worker died"
-        throttling = SyncRun.objects.filter(throttled=True).exists()
+        if throttled_since is None and SyncRun.objects.filter(throttled=True).exists():
+            throttled_since = time.monotonic()
         for url in page_urls():
             started = time.monotonic()
             response = viewer_client.get(url)
             timings.append(time.monotonic() - started)
             assert response.status_code == 200, (url, response.content[:500])
-            if throttling and not url.startswith("/api/"):
+            # With Redis every process shares the bar's answer for SHARED_TTL
+            # seconds: from then on it must say so.
+            settled = throttled_since is not None and started - throttled_since > status.SHARED_TTL
+            if settled and not url.startswith("/api/"):
                 html = response.content.decode()
                 bar = html[html.index('id="sync-bar"') :][:1000]
                 assert "AWS is throttling" in bar, (url, bar)
