@@ -49,7 +49,10 @@ def main() -> None:
     parser.add_argument("--watch", type=float, default=240.0, help="seconds of finishing to time")
     args = parser.parse_args()
 
-    setup_django(redis_url=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    # The detail pages are fetched with Django's test client (host "testserver").
+    setup_django(
+        redis_url=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL), DJANGO_ALLOWED_HOSTS="testserver"
+    )
     import boto3
     from botocore.config import Config
     from django.conf import settings
