@@ -194,15 +194,7 @@ def dry_run(selection: Selection) -> DryRun:
     shown = list(
         Execution.objects.filter(pk__in=ids[:SHOWN])
         .select_related("state_machine")
-        .only(
-            "arn",
-            "name",
-            "status",
-            "start_date",
-            "last_event_id",
-            "state_machine__arn",
-            "state_machine__name",
-        )
+        .only(*runaways.ROW_FIELDS)
         .annotate(state=runaways.current_state())
         .order_by("start_date", "id")
     )

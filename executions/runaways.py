@@ -63,6 +63,18 @@ OUTLIERS_SHOWN = 100
 NO_STATE = ""
 
 
+# What a row of running executions shows (the runaway finder, the bulk-stop dry run).
+ROW_FIELDS = (
+    "arn",
+    "name",
+    "status",
+    "start_date",
+    "last_event_id",
+    "state_machine__arn",
+    "state_machine__name",
+)
+
+
 def current_state() -> Subquery:
     """The name of the state an execution entered last: where it is now, for a
     running one (inside a Map or Parallel, the state of its newest branch)."""
@@ -286,15 +298,7 @@ def _outliers(
         running()
         .filter(reduce(or_, terms))
         .select_related("state_machine")
-        .only(
-            "arn",
-            "name",
-            "status",
-            "start_date",
-            "last_event_id",
-            "state_machine__arn",
-            "state_machine__name",
-        )
+        .only(*ROW_FIELDS)
         .annotate(state=current_state())
         .order_by("start_date", "id")[: OUTLIERS_SHOWN + 1]
     )
