@@ -1,9 +1,13 @@
-"""AWS Step Functions: the only module that talks to boto3.
+"""AWS: the only module that talks to boto3.
 
-A lazily built client per region (and endpoint), explicit timeouts and
-botocore's standard retry mode. Every HTTP attempt first takes a token from
-the shared API budget (budget.py) and is counted per operation. Errors come
-out as one of a few AwsError types; results as plain dicts and lists.
+A lazily built client per identity and region (and endpoint), explicit
+timeouts and botocore's standard retry mode. An identity (`Target`) is the
+default one of boto3's chain or an IAM role to assume (SFNUI_ACCOUNTS); a call
+about an ARN uses the identity that reads the ARN's account, in its region,
+and a region AWS does not have never gets a client. Every Step Functions
+HTTP attempt first takes a token from the shared API budget (budget.py) of
+its account and region, and is counted per operation. Errors come out as one
+of a few AwsError types; results as plain dicts and lists.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, overload
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    DeferredRefreshableCredentials,
+)
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from django.conf import settings
 
 from . import budget
-from .arns import region_of
+from .arns import NotAnArn
 
 # What an error message may carry that no page or audit row may show: the
 # password of an endpoint or proxy URL (http://user:pw@host), an access key id.
@@ -68,7 +79,14 @@ class AlreadyFinished(AwsError):
     """StopExecution on an execution that is no longer running."""
 
 
-_NOT_FOUND = {"ExecutionDoesNotExist", "StateMachineDoesNotExist", "ResourceNotFound"}
+_NOT_FOUND = {
+    "ExecutionDoesNotExist",
+    "StateMachineDoesNotExist",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+}
 _INVALID = {
     "InvalidArn",
     "InvalidName",
@@ -110,18 +128,156 @@ def count_calls() -> Iterator[Counter[str]]:
         _recorders.reset(token)
 
 
-def _before_send(region: str, event_name: str, **_: Any) -> None:
+# --- Targets: the identities sfnui reads AWS as --------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One identity sfnui reads AWS as, and the regions it reads with it.
+
+    `key` is the account id of `role_arn` (an IAM role to assume, optionally
+    with an external id), or "default" for the one identity of boto3's chain
+    (environment, profile, instance role). AWS's quotas are per account and
+    region: the budget's buckets are named by key and region.
+    """
+
+    key: str
+    role_arn: str = ""
+    external_id: str = ""
+    regions: tuple[str, ...] = ()
+    name: str = ""
+
+    @property
+    def account(self) -> str | None:
+        """The account id, when the configuration names it (a role's)."""
+        return self.key if self.role_arn else None
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"account {self.key}" if self.role_arn else "default identity"
+
+
+DEFAULT = "default"
+
+
+class NotConfigured(AwsError):
+    """The dashboard does not read this account or region: nothing was sent."""
+
+
+def targets() -> list[Target]:
+    """The configured identities (SFNUI_ACCOUNTS), or the default one in SFNUI_REGIONS."""
+    return list(_targets(_freeze(settings.SFNUI_ACCOUNTS), tuple(settings.SFNUI_REGIONS)))
+
+
+def _freeze(accounts: list[dict[str, Any]]) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    return tuple(
+        tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in entry.items()))
+        for entry in accounts
+    )
+
+
+@functools.cache
+def _targets(
+    accounts: tuple[tuple[tuple[str, Any], ...], ...], regions: tuple[str, ...]
+) -> tuple[Target, ...]:
+    if not accounts:
+        return (Target(key=DEFAULT, regions=regions),)
+    out = []
+    for frozen in accounts:
+        entry = dict(frozen)
+        role_arn = str(entry.get("role_arn") or "")
+        out.append(
+            Target(
+                key=role_arn.split(":")[4] if role_arn else DEFAULT,
+                role_arn=role_arn,
+                external_id=str(entry.get("external_id") or ""),
+                regions=tuple(entry.get("regions") or regions),
+                name=str(entry.get("name") or ""),
+            )
+        )
+    return tuple(out)
+
+
+def target(key: str) -> Target:
+    for t in targets():
+        if t.key == key:
+            return t
+    raise NotConfigured(f"this dashboard does not read account {key}", "NotConfigured")
+
+
+def target_for(account: str, region: str) -> Target:
+    """Whose credentials read `account` in `region`: the role of that account, else
+    the default identity. Raises NotConfigured, sending nothing, for an account
+    no configured identity reads, or a region AWS does not have."""
+    if region not in known_regions():
+        raise NotConfigured(
+            f"this dashboard does not read region {region[:64]!r}: AWS has no such region",
+            "NotConfigured",
+        )
+    default = None
+    for t in targets():
+        if t.role_arn and t.key == account:
+            return t
+        if not t.role_arn:
+            default = t
+    if default is None:
+        raise NotConfigured(
+            f"this dashboard does not read account {account[:16]} (SFNUI_ACCOUNTS names "
+            "the accounts it reads)",
+            "NotConfigured",
+        )
+    return default
+
+
+def key_for(account: str, region: str) -> str:
+    """The key of the identity that reads `account` in `region` ("" if none does)."""
+    try:
+        return target_for(account, region).key
+    except NotConfigured:
+        return ""
+
+
+def target_for_arn(arn: str) -> Target:
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn" or parts[2] not in ("states", "sqs"):
+        raise NotAnArn(f"{arn[:300]!r} is not a Step Functions ARN")
+    return target_for(parts[4], parts[3])
+
+
+def scheduled() -> list[tuple[Target, str]]:
+    """Every (identity, region) the sync reads on its schedule."""
+    return [(t, region) for t in targets() for region in t.regions]
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """The regions AWS has (botocore's partition data): the only ones a client is
+    ever built for, so that a pasted ARN cannot make this process build one per
+    made-up region."""
+    session = boto3.session.Session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("stepfunctions", partition_name=partition))
+    return frozenset(regions)
+
+
+# --- Clients ---------------------------------------------------------------------
+
+
+def _before_send(key: str, region: str, event_name: str, **_: Any) -> None:
     # event_name is "before-send.sfn.<Operation>"; runs once per HTTP attempt,
     # retries included, which is what AWS meters.
     operation = event_name.rsplit(".", 1)[-1]
-    budget.acquire(region, operation)
+    budget.acquire(region, operation, account=key)
     with _totals_lock:
         _totals[operation] += 1
     for counter in _recorders.get():
         counter[operation] += 1
 
 
-def _after_attempt(region: str, event_name: str, response: Any = None, **_: Any) -> None:
+def _after_attempt(key: str, region: str, event_name: str, response: Any = None, **_: Any) -> None:
     # Runs after every attempt, before botocore decides to retry. A throttled
     # attempt means AWS's bucket is empty: make every process pause, not just
     # this call.
@@ -130,13 +286,76 @@ def _after_attempt(region: str, event_name: str, response: Any = None, **_: Any)
     parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
     code = (parsed or {}).get("Error", {}).get("Code", "")
     if code in _THROTTLED:
-        budget.drain(region, event_name.rsplit(".", 1)[-1])
+        budget.drain(region, event_name.rsplit(".", 1)[-1], account=key)
     return None
+
+
+class _AssumedRole(CredentialProvider):
+    """The role of a Target, through botocore's own assume-role fetcher: the
+    credentials refresh themselves before they expire."""
+
+    METHOD = "sfnui-assume-role"
+    CANONICAL_NAME = "SfnuiAssumeRole"
+
+    def __init__(self, fetcher: AssumeRoleCredentialFetcher) -> None:
+        super().__init__()
+        self._fetcher = fetcher
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return DeferredRefreshableCredentials(
+            method=self.METHOD, refresh_using=self._fetcher.fetch_credentials
+        )
+
+
+_sessions_lock = threading.Lock()
+
+
+@functools.cache
+def _session(role_arn: str, external_id: str, endpoint_url: str | None, region: str) -> Any:
+    """A botocore session for one identity (boto3's default session is not
+    thread-safe: one per identity, clients made under a lock)."""
+    session = botocore.session.Session()
+    if not role_arn:
+        return session
+    base = botocore.session.Session()
+    source = base.get_credentials()
+    if source is None:
+        raise NotConfigured(
+            f"no AWS credentials to assume {role_arn} with (boto3's chain found none)",
+            "NoCredentials",
+        )
+    extra: dict[str, Any] = {"RoleSessionName": "sfnui"}
+    if external_id:
+        extra["ExternalId"] = external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=functools.partial(
+            base.create_client,
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(
+                connect_timeout=settings.SFNUI_AWS_CONNECT_TIMEOUT,
+                read_timeout=settings.SFNUI_AWS_READ_TIMEOUT,
+                retries={"mode": "standard", "total_max_attempts": settings.SFNUI_AWS_MAX_ATTEMPTS},
+            ),
+        ),
+        source_credentials=source,
+        role_arn=role_arn,
+        extra_args=extra,
+    )
+    resolver = session.get_component("credential_provider")
+    resolver.insert_before(resolver.providers[0].METHOD, _AssumedRole(fetcher))
+    return session
 
 
 @functools.cache
 def _client(
-    region: str, endpoint_url: str | None, connect: float, read: float, attempts: int
+    service: str,
+    t: Target,
+    region: str,
+    endpoint_url: str | None,
+    connect: float,
+    read: float,
+    attempts: int,
 ) -> Any:
     config = Config(
         region_name=region,
@@ -145,28 +364,58 @@ def _client(
         retries={"mode": "standard", "total_max_attempts": attempts},
         user_agent_appid="sfnui",  # type: ignore[call-arg]  # (botocore-stubs lag)
     )
-    # A session per client: boto3's default session is not thread-safe.
-    client = boto3.session.Session().client(
-        "stepfunctions", endpoint_url=endpoint_url, config=config
-    )
-    client.meta.events.register("before-send.sfn", functools.partial(_before_send, region))
-    client.meta.events.register_first("needs-retry.sfn", functools.partial(_after_attempt, region))
-    return client
+    with _sessions_lock:
+        session = _session(
+            t.role_arn, t.external_id, endpoint_url, t.regions[0] if t.regions else region
+        )
+        made = session.create_client(service, endpoint_url=endpoint_url, config=config)
+    if service == "stepfunctions":
+        made.meta.events.register("before-send.sfn", functools.partial(_before_send, t.key, region))
+        made.meta.events.register_first(
+            "needs-retry.sfn", functools.partial(_after_attempt, t.key, region)
+        )
+    return made
 
 
-def client(region: str) -> Any:
+def client(region: str, t: Target | None = None, service: str = "stepfunctions") -> Any:
+    if t is None:
+        t = _default_for(region)
+    if region not in known_regions():
+        raise NotConfigured(f"AWS has no region {region[:64]!r}", "NotConfigured")
+    read = settings.SFNUI_AWS_READ_TIMEOUT
+    if service == "sqs":
+        # A long poll answers after up to LONG_POLL_SECONDS by design.
+        read = max(read, LONG_POLL_SECONDS + 10)
     return _client(
+        service,
+        t,
         region,
         settings.SFNUI_AWS_ENDPOINT_URL,
         settings.SFNUI_AWS_CONNECT_TIMEOUT,
-        settings.SFNUI_AWS_READ_TIMEOUT,
+        read,
         settings.SFNUI_AWS_MAX_ATTEMPTS,
     )
 
 
-def _call(region: str, operation: str, **params: Any) -> dict[str, Any]:
-    method = getattr(client(region), _snake(operation))
+def _default_for(region: str) -> Target:
+    """The identity that reads `region` when no ARN says which account: the first
+    configured one that reads the region, else the first one."""
+    configured = targets()
+    for t in configured:
+        if region in t.regions:
+            return t
+    return configured[0]
+
+
+def _call(
+    region: str,
+    operation: str,
+    t: Target | None = None,
+    service: str = "stepfunctions",
+    **params: Any,
+) -> dict[str, Any]:
     try:
+        method = getattr(client(region, t, service), _snake(operation))
         response: dict[str, Any] = method(**params)
     except budget.BudgetExhausted as exc:
         raise Throttled(str(exc), "BudgetExhausted", operation) from exc
@@ -211,21 +460,27 @@ def _snake(operation: str) -> str:
 # --- The operations ----------------------------------------------------------
 
 
-def list_state_machines(region: str) -> Iterator[dict[str, Any]]:
+def list_state_machines(region: str, t: Target | None = None) -> Iterator[dict[str, Any]]:
     token: str | None = None
     while True:
         params: dict[str, Any] = {"maxResults": 1000}
         if token:
             params["nextToken"] = token
-        page = _call(region, "ListStateMachines", **params)
+        page = _call(region, "ListStateMachines", t, **params)
         yield from page.get("stateMachines", [])
         token = page.get("nextToken")
         if not token:
             return
 
 
+def _by_arn(arn: str, operation: str, **params: Any) -> dict[str, Any]:
+    """A call about one ARN, with the credentials of its account, in its region."""
+    t = target_for_arn(arn)
+    return _call(arn.split(":")[3], operation, t, **params)
+
+
 def describe_state_machine(arn: str) -> dict[str, Any]:
-    return _call(region_of(arn), "DescribeStateMachine", stateMachineArn=arn)
+    return _by_arn(arn, "DescribeStateMachine", stateMachineArn=arn)
 
 
 class Page(list[dict[str, Any]]):
@@ -247,7 +502,7 @@ def list_executions(
             params["statusFilter"] = status
         if token:
             params["nextToken"] = token
-        page = _call(region_of(state_machine_arn), "ListExecutions", **params)
+        page = _by_arn(state_machine_arn, "ListExecutions", **params)
         token = page.get("nextToken")
         yield Page(page.get("executions", []), more=bool(token))
         if not token:
@@ -255,7 +510,7 @@ def list_executions(
 
 
 def describe_execution(arn: str) -> dict[str, Any]:
-    return _call(region_of(arn), "DescribeExecution", executionArn=arn)
+    return _by_arn(arn, "DescribeExecution", executionArn=arn)
 
 
 def execution_history(
@@ -272,7 +527,7 @@ def execution_history(
         }
         if token:
             params["nextToken"] = token
-        page = _call(region_of(arn), "GetExecutionHistory", **params)
+        page = _by_arn(arn, "GetExecutionHistory", **params)
         yield page.get("events", [])
         token = page.get("nextToken")
         if not token:
@@ -286,13 +541,162 @@ def stop_execution(arn: str, *, error: str = "", cause: str = "") -> dict[str, A
     if cause:
         params["cause"] = cause
     try:
-        return _call(region_of(arn), "StopExecution", **params)
+        return _by_arn(arn, "StopExecution", **params)
     except AwsError as exc:
         # AWS answers ValidationException "Execution Is Not Running" (older
         # SDKs: ExecutionNotRunning) for an execution that already finished.
         if exc.code in {"ExecutionNotRunning"} or "not running" in exc.message.lower():
             raise AlreadyFinished(exc.message, exc.code, "StopExecution") from exc
         raise
+
+
+# --- Events: SQS, EventBridge and STS -----------------------------------------
+# Not Step Functions calls: no budget (their quotas are far larger), the same
+# timeouts, and the same error types.
+
+# SQS long polling holds a request open this long at most (AWS's maximum).
+LONG_POLL_SECONDS = 20
+_QUEUE_URL = re.compile(
+    r"^https?://(?:sqs\.(?P<r1>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"|(?P<r2>[a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?"
+    r"|[^/]+)/(?P<account>\d{12})/(?P<name>[\w-]{1,80}(?:\.fifo)?)/?$"
+)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """An SQS queue, and the identity and region to read it with."""
+
+    url: str
+    account: str
+    region: str
+    name: str
+    target: Target
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{self.name}"
+
+
+def queue(url: str) -> Queue:
+    """Parse an SQS queue URL. AWS's URLs name their region; an endpoint's
+    (moto, LocalStack) do not: those are read in the identity's first region."""
+    match = _QUEUE_URL.match(url.strip())
+    if not match:
+        raise InvalidArn(f"{url[:300]!r} is not an SQS queue URL", "InvalidQueueUrl")
+    account = match["account"]
+    region = match["r1"] or match["r2"] or ""
+    if not region:
+        for t in targets():
+            if t.role_arn and t.key == account:
+                region = t.regions[0]
+                break
+        else:
+            region = _default_for(settings.SFNUI_REGIONS[0]).regions[0]
+    return Queue(url.strip(), account, region, match["name"], target_for(account, region))
+
+
+def _sqs(q: Queue, operation: str, **params: Any) -> dict[str, Any]:
+    return _call(q.region, operation, q.target, "sqs", **params)
+
+
+def receive_messages(
+    q: Queue, wait_seconds: int = LONG_POLL_SECONDS, max_messages: int = 10
+) -> list[dict[str, Any]]:
+    """Up to `max_messages` messages, waiting up to `wait_seconds` for the first."""
+    answer = _sqs(
+        q,
+        "ReceiveMessage",
+        QueueUrl=q.url,
+        MaxNumberOfMessages=max_messages,
+        WaitTimeSeconds=wait_seconds,
+        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+    )
+    return list(answer.get("Messages", []))
+
+
+def delete_messages(q: Queue, receipts: dict[str, str]) -> list[str]:
+    """Delete messages (id -> receipt handle); returns the ids SQS did not delete."""
+    failed: list[str] = []
+    items = list(receipts.items())
+    for start in range(0, len(items), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": r} for i, (_, r) in enumerate(items[start : start + 10])
+        ]
+        answer = _sqs(q, "DeleteMessageBatch", QueueUrl=q.url, Entries=entries)
+        for failure in answer.get("Failed", []):
+            failed.append(items[start + int(failure["Id"])][0])
+    return failed
+
+
+def queue_depth(q: Queue) -> tuple[int, int]:
+    """(messages waiting, messages received and not yet deleted), approximately."""
+    attributes = _sqs(
+        q,
+        "GetQueueAttributes",
+        QueueUrl=q.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    ).get("Attributes", {})
+    return (
+        int(attributes.get("ApproximateNumberOfMessages", 0)),
+        int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    )
+
+
+def caller_account(t: Target, region: str) -> str:
+    """The account id an identity is in (STS GetCallerIdentity)."""
+    return str(_call(region, "GetCallerIdentity", t, "sts")["Account"])
+
+
+def create_queue(t: Target, region: str, name: str, attributes: dict[str, str]) -> str:
+    """Create the queue (or find it: same name, same attributes); returns its URL."""
+    url = str(_call(region, "CreateQueue", t, "sqs", QueueName=name)["QueueUrl"])
+    _call(region, "SetQueueAttributes", t, "sqs", QueueUrl=url, Attributes=attributes)
+    return url
+
+
+def put_rule(t: Target, region: str, name: str, pattern: str, description: str) -> str:
+    """Create or update an EventBridge rule on the default bus; returns its ARN."""
+    answer = _call(
+        region,
+        "PutRule",
+        t,
+        "events",
+        Name=name,
+        EventPattern=pattern,
+        State="ENABLED",
+        Description=description,
+    )
+    return str(answer["RuleArn"])
+
+
+def put_target(
+    t: Target, region: str, rule: str, target_id: str, arn: str, role_arn: str = ""
+) -> None:
+    spec: dict[str, Any] = {"Id": target_id, "Arn": arn}
+    if role_arn:
+        spec["RoleArn"] = role_arn
+    answer = _call(region, "PutTargets", t, "events", Rule=rule, Targets=[spec])
+    if answer.get("FailedEntryCount"):
+        entry = answer.get("FailedEntries", [{}])[0]
+        raise AwsError(
+            str(entry.get("ErrorMessage", "PutTargets failed")),
+            str(entry.get("ErrorCode", "")),
+            "PutTargets",
+        )
+
+
+def allow_put_events(t: Target, region: str, account: str) -> None:
+    """Let another account put events on this identity's default bus."""
+    _call(
+        region,
+        "PutPermission",
+        t,
+        "events",
+        Action="events:PutEvents",
+        Principal=account,
+        StatementId=f"sfnui-{account}",
+    )
 
 
 @overload

@@ -4,8 +4,9 @@ AWS meters Step Functions calls with a token bucket per account, region and
 operation. We keep our own buckets, each holding `SFNUI_API_SHARE` of AWS's
 burst and refilled at that share of AWS's rate, shared by every process:
 in Redis when `REDIS_URL` is set (one Lua script, atomic), otherwise in the
-database (one conditional UPDATE, atomic). One set of credentials is one
-account, so a bucket is named by region and operation.
+database (one conditional UPDATE, atomic). A bucket is named by the
+identity that spends it (an account's role, or the default identity: see
+aws.Target), the region and the operation, as AWS's quotas are.
 """
 
 from __future__ import annotations
@@ -44,23 +45,25 @@ class Bucket:
     rate: float
 
 
-def bucket(region: str, operation: str) -> Bucket:
+def bucket(region: str, operation: str, account: str = "default") -> Bucket:
     burst, rate = settings.SFNUI_API_QUOTAS.get(operation, (50.0, 2.0))
     share = settings.SFNUI_API_SHARE
     # Never less than one token, or nothing could ever be sent.
     return Bucket(
-        key=f"budget:{region}:{operation}",
+        key=f"budget:{account}:{region}:{operation}",
         capacity=max(1.0, burst * share),
         rate=rate * share,
     )
 
 
-def acquire(region: str, operation: str, max_wait: float | None = None) -> float:
+def acquire(
+    region: str, operation: str, max_wait: float | None = None, account: str = "default"
+) -> float:
     """Take one token, sleeping until there is one. Returns the time waited.
 
     Raises BudgetExhausted instead of sleeping past `max_wait` seconds.
     """
-    b = bucket(region, operation)
+    b = bucket(region, operation, account)
     limit = settings.SFNUI_API_MAX_WAIT if max_wait is None else max_wait
     waited = 0.0
     while True:
@@ -80,11 +83,11 @@ def acquire(region: str, operation: str, max_wait: float | None = None) -> float
         waited += wait
 
 
-def drain(region: str, operation: str, pause: float = 1.0) -> None:
+def drain(region: str, operation: str, pause: float = 1.0, account: str = "default") -> None:
     """AWS throttled us: its bucket is empty (others spend it too), so empty ours
     and pause every process for `pause` seconds before the next call."""
     try:
-        _store().drain(bucket(region, operation), pause)
+        _store().drain(bucket(region, operation, account), pause)
     except Exception:
         _store_down()
 
@@ -100,9 +103,9 @@ def _store_down() -> None:
         log.warning("API budget store unavailable; calling AWS unmetered", exc_info=True)
 
 
-def level(region: str, operation: str) -> tuple[float, float]:
+def level(region: str, operation: str, account: str = "default") -> tuple[float, float]:
     """(tokens now, capacity): how much of the budget is left."""
-    b = bucket(region, operation)
+    b = bucket(region, operation, account)
     return _store().level(b), b.capacity
 
 

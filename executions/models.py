@@ -50,12 +50,17 @@ class StateMachine(models.Model):
     list_due_at = models.DateTimeField(null=True, blank=True)
     list_interval = models.FloatField(default=0)
     list_error = models.TextField(blank=True)
+    # Busy (listed often) until then: a listing or an event saw a running or
+    # new execution (see plan.py).
+    busy_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         indexes = [
             # The scheduler: which state machines are due for a listing.
             models.Index(fields=["list_due_at"], name="sm_list_due_idx"),
+            # The list and the pages filtered by account and region.
+            models.Index(fields=["account", "region"], name="sm_account_region_idx"),
         ]
 
     def __str__(self) -> str:
@@ -232,6 +237,9 @@ class SyncRun(models.Model):
         LOOKUP = "lookup"  # an execution the cache had never seen, asked for by a person
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The identity that made the calls (aws.Target.key: an account id, or
+    # "default"), whose budget they were spent from.
+    account = models.CharField(max_length=32, blank=True, default="")
     region = models.CharField(max_length=32)
     state_machine = models.ForeignKey(
         StateMachine, null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_runs"
@@ -245,6 +253,10 @@ class SyncRun(models.Model):
     # "throttled" when AWS (or our own budget) asked us to slow down.
     throttled = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # With events on, a listing is reconciliation: the changes it found that
+    # the events should have brought long before (EventBridge dropped them).
+    missed_events = models.IntegerField(default=0)
+    missed_example = models.CharField(max_length=2048, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -386,3 +398,75 @@ class Watch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} watches {self.execution_id}"
+
+
+class EventQueue(models.Model):
+    """An SQS queue the events consumer reads, and what it last saw there."""
+
+    url = models.CharField(max_length=2048, unique=True)
+    # The consumer's last sign of life (each receive, empty or not).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    consumer = models.CharField(max_length=200, blank=True)  # host:pid
+    # SQS's ApproximateNumberOfMessages / ...NotVisible, read every few seconds.
+    depth = models.IntegerField(null=True, blank=True)
+    in_flight = models.IntegerField(null=True, blank=True)
+    depth_at = models.DateTimeField(null=True, blank=True)
+    # The oldest message in the last batch received: now - its SentTimestamp.
+    oldest_age = models.FloatField(null=True, blank=True)
+    last_applied_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class EventCount(models.Model):
+    """What the consumer did with the events of one queue in one minute."""
+
+    queue = models.ForeignKey(EventQueue, on_delete=models.CASCADE, related_name="counts")
+    minute = models.DateTimeField()
+    # Changed the cache.
+    applied = models.IntegerField(default=0)
+    # Already known (a duplicate delivery, or polling got there first).
+    duplicate = models.IntegerField(default=0)
+    # Older than what the cache holds (out of order): changed nothing.
+    stale = models.IntegerField(default=0)
+    # For an account or region this dashboard does not read.
+    ignored = models.IntegerField(default=0)
+    unreadable = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # One row per queue and minute, bumped with F() by every batch; also
+            # serves "the last 5 minutes" on /sync/.
+            models.UniqueConstraint(fields=["queue", "minute"], name="eventcount_minute_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} {self.minute:%H:%M}"
+
+
+class UnreadableEvent(models.Model):
+    """A message the consumer could not apply, kept aside (and shown on /sync/)
+    rather than lost or retried forever."""
+
+    queue = models.ForeignKey(
+        EventQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="unreadable"
+    )
+    # SQS's message id: the same message kept aside twice is one row.
+    message_id = models.CharField(max_length=128, unique=True)
+    received_at = models.DateTimeField()
+    receive_count = models.IntegerField(default=1)
+    body = models.TextField()
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            # /sync/: the newest ones.
+            models.Index(fields=["-received_at"], name="unreadable_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.error[:60]}"

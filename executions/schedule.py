@@ -17,99 +17,159 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import aws, budget, plan
 from .budget import bucket
 from .models import Execution, StateMachine
 
 
 @dataclass
 class DueWork:
-    regions: list[str] = field(default_factory=list)
+    # (identity, region) pairs whose state machines are to be discovered
+    discoveries: list[tuple[str, str]] = field(default_factory=list)
     state_machines: list[int] = field(default_factory=list)
-    # (region, execution pks) batches
-    batches: list[tuple[str, list[int]]] = field(default_factory=list)
+    # (identity, region, execution pks) batches
+    batches: list[tuple[str, str, list[int]]] = field(default_factory=list)
 
 
 def claim_due_work(now: dt.datetime | None = None) -> DueWork:
+    """What is due, per identity and region, each within its own budget: a
+    backlog in one account never holds back the news of another."""
     now = now or timezone.now()
     work = DueWork()
     lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
-
-    for region in settings.SFNUI_REGIONS:
+    until = now + lease
+    due: list[tuple[str, str, int]] = []
+    for t, region in aws.scheduled():
         # One discovery per interval, whoever asks. The claim is a lease, as
         # for the rest: a discovery whose worker died (or that failed) is
         # claimed again when it ends, not a whole interval later.
-        if cache.get(_discovered_key(region)) is None and cache.add(
-            f"discover-claimed:{region}", 1, timeout=settings.SFNUI_SYNC_LEASE
+        if cache.get(_discovered_key(t.key, region)) is None and cache.add(
+            f"discover-claimed:{t.key}:{region}", 1, timeout=settings.SFNUI_SYNC_LEASE
         ):
-            work.regions.append(region)
+            work.discoveries.append((t.key, region))
+        work.state_machines.extend(_claim_listings(t.key, region, now, until))
+        due.extend((t.key, region, pk) for pk in _due_executions(t.key, region, now))
+    # Executions of what no identity reads on a schedule (looked up by ARN
+    # in another region) are synced too, a few at a time.
+    due.extend(("", region, pk) for pk, region in _due_elsewhere(now))
+    work.batches = _claim_batches(due, until)
+    return work
 
-    due_sms = StateMachine.objects.filter(list_due_at__lte=now).order_by("list_due_at")
-    for pk, due_at in due_sms.values_list("pk", "list_due_at")[:500]:
-        if StateMachine.objects.filter(pk=pk, list_due_at=due_at).update(list_due_at=now + lease):
-            work.state_machines.append(pk)
 
-    limit = executions_per_tick()
-    # What a listing flagged (new, ended, redriven) goes first: that is news
-    # people wait for. Routine re-reads of running histories fill the rest.
+def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datetime) -> list[int]:
+    """The due listings of one identity and region, busy state machines first,
+    no more than the ListExecutions budget holds right now (so that no worker
+    waits for tokens while busy ones wait behind idle ones)."""
+    try:
+        tokens, _ = budget.level(region, "ListExecutions", account)
+    except Exception:
+        tokens = LISTINGS_PER_TICK  # the store is down: the calls go unmetered anyway
+    room = max(1, min(LISTINGS_PER_TICK, int(tokens / plan.BUSY_COST)))
+    due = list(
+        plan.machines(account, region)
+        .filter(list_due_at__lte=now)
+        .order_by("list_due_at")
+        .values_list("pk", "list_due_at", "busy_until")[: LISTINGS_PER_TICK * 4]
+    )
+    due.sort(key=lambda row: not (row[2] is not None and row[2] > now))
+    claimed = []
+    for pk, due_at, _ in due[:room]:
+        if StateMachine.objects.filter(pk=pk, list_due_at=due_at).update(list_due_at=until):
+            claimed.append(pk)
+    return claimed
+
+
+def _due_executions(account: str, region: str, now: dt.datetime) -> list[int]:
+    limit = executions_per_tick(account, region)
+    machines = plan.machines(account, region, deleted=True).values("pk")
+    # What a listing or an event flagged (new, ended, redriven) goes first:
+    # that is news people wait for. Routine re-reads of running histories
+    # fill the rest.
     flagged = (
-        Execution.objects.filter(sync_due_at__lte=now, needs_describe=True)
+        Execution.objects.filter(
+            sync_due_at__lte=now, needs_describe=True, state_machine__in=machines
+        )
         .order_by("sync_due_at")
-        .values_list("pk", "state_machine__region")[:limit]
+        .values_list("pk", flat=True)[:limit]
     )
     due = list(flagged)
     if len(due) < limit:
         routine = (
-            Execution.objects.filter(sync_due_at__lte=now, needs_describe=False)
+            Execution.objects.filter(
+                sync_due_at__lte=now, needs_describe=False, state_machine__in=machines
+            )
             .order_by("sync_due_at")
-            .values_list("pk", "state_machine__region")[: limit - len(due)]
+            .values_list("pk", flat=True)[: limit - len(due)]
         )
         due.extend(routine)
-    work.batches = _claim_batches(due, now + lease)
-    return work
+    return due
 
 
-def discovered(region: str) -> None:
-    """The discovery of `region` went through: the next one is due in SFNUI_DISCOVER_INTERVAL."""
-    cache.set(_discovered_key(region), 1, timeout=settings.SFNUI_DISCOVER_INTERVAL)
+def _due_elsewhere(now: dt.datetime) -> list[tuple[int, str]]:
+    scheduled = Q()
+    for t, region in aws.scheduled():
+        scheduled |= Q(state_machine__in=plan.machines(t.key, region, deleted=True).values("pk"))
+    return list(
+        Execution.objects.filter(sync_due_at__lte=now)
+        .exclude(scheduled)
+        .order_by("sync_due_at")
+        .values_list("pk", "state_machine__region")[:ELSEWHERE_PER_TICK]
+    )
 
 
-def _discovered_key(region: str) -> str:
-    return f"discovered:{region}"
+# Listings handed out per identity and region and tick, at most.
+LISTINGS_PER_TICK = 200
+# Executions outside every scheduled identity and region, per tick.
+ELSEWHERE_PER_TICK = 20
 
 
-def claim_flagged(arns: list[str], now: dt.datetime | None = None) -> list[tuple[str, list[int]]]:
+def discovered(region: str, account: str = aws.DEFAULT) -> None:
+    """The discovery went through: the next one is due in SFNUI_DISCOVER_INTERVAL."""
+    cache.set(_discovered_key(account, region), 1, timeout=settings.SFNUI_DISCOVER_INTERVAL)
+
+
+def _discovered_key(account: str, region: str) -> str:
+    return f"discovered:{account}:{region}"
+
+
+def claim_flagged(
+    arns: list[str], now: dt.datetime | None = None
+) -> list[tuple[str, str, list[int]]]:
     """Claim, right after a listing, the executions it flagged: no tick to wait for."""
     now = now or timezone.now()
     lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
-    due: list[tuple[int, str]] = []
-    for start in range(0, min(len(arns), executions_per_tick()), 500):
+    due: list[tuple[str, str, int]] = []
+    for start in range(0, min(len(arns), LISTINGS_PER_TICK * 5), 500):
         chunk = arns[start : start + 500]
-        due.extend(
-            Execution.objects.filter(arn__in=chunk, sync_due_at__lte=now).values_list(
-                "pk", "state_machine__region"
-            )
-        )
+        for pk, account, region in Execution.objects.filter(
+            arn__in=chunk, sync_due_at__lte=now
+        ).values_list("pk", "state_machine__account", "state_machine__region"):
+            due.append((aws.key_for(account, region), region, pk))
     return _claim_batches(due, now + lease)
 
 
-def _claim_batches(due: list[tuple[int, str]], until: dt.datetime) -> list[tuple[str, list[int]]]:
-    by_region: dict[str, list[int]] = defaultdict(list)
-    for pk, region in due:
-        by_region[region].append(pk)
+def _claim_batches(
+    due: list[tuple[str, str, int]], until: dt.datetime
+) -> list[tuple[str, str, list[int]]]:
+    by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for account, region, pk in due:
+        by_target[(account, region)].append(pk)
     batches = []
     size = settings.SFNUI_SYNC_BATCH
-    for region, pks in by_region.items():
+    for (account, region), pks in by_target.items():
         for start in range(0, len(pks), 500):
             Execution.objects.filter(pk__in=pks[start : start + 500]).update(sync_due_at=until)
         for start in range(0, len(pks), size):
-            batches.append((region, pks[start : start + size]))
+            batches.append((account, region, pks[start : start + size]))
     return batches
 
 
-def executions_per_tick() -> int:
-    """As many executions as the GetExecutionHistory budget allows in one tick
-    (most cost one call), plus a little for the burst; never none."""
-    b = bucket(settings.SFNUI_REGIONS[0], "GetExecutionHistory")
+def executions_per_tick(account: str = aws.DEFAULT, region: str | None = None) -> int:
+    """As many executions as the GetExecutionHistory budget of one identity and
+    region allows in one tick (most cost one call), plus a little for the
+    burst; never none."""
+    region = region or aws.scheduled()[0][1]
+    b = bucket(region, "GetExecutionHistory", account)
     return max(10, int(b.rate * settings.SFNUI_SYNC_TICK + b.capacity / 10))
 
 

@@ -26,7 +26,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from . import aws
+from . import aws, plan
 from .arns import parse_execution_arn, parse_state_machine_arn
 from .budget import BudgetExhausted
 from .models import (
@@ -50,6 +50,15 @@ IN_CHUNK = 500
 # closed if it started this long before the listing: AWS is eventually
 # consistent, and a listing does not see what started while it ran.
 LISTING_MARGIN = dt.timedelta(seconds=5)
+# Ends are learned from one listing of every status when at most this many
+# executions started since the oldest one that ended (two pages), else from a
+# listing per closed status, each at most CLOSED_MAX_PAGES pages a cycle.
+CLOSED_SCAN_ALL = 2000
+CLOSED_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+CLOSED_MAX_PAGES = 3
+# With events on, a change a listing finds counts as missed by the events
+# when it happened longer ago than this (EventBridge delivers within seconds).
+EVENTS_GRACE = dt.timedelta(seconds=60)
 # An execution that ListExecutions showed and DescribeExecution does not know
 # is retried this many times (about two minutes) as "waiting for AWS" before
 # it counts as a sync error.
@@ -72,6 +81,13 @@ class Stats:
     unfinished: list[int] = field(default_factory=list)
     # Executions a listing found new or changed: worth syncing right away.
     flagged: list[str] = field(default_factory=list)
+    # With events flowing, a listing is reconciliation: what it found that the
+    # events should have brought already.
+    reconciling: bool = False
+    missed_events: int = 0
+    missed_example: str = ""
+    # A listing learned ends from the closed statuses (no DescribeExecution).
+    ends_listed: int = 0
 
     @property
     def rows(self) -> int:
@@ -88,6 +104,9 @@ class Stats:
         self.throttled = self.throttled or other.throttled
         self.unfinished.extend(other.unfinished)
         self.flagged.extend(other.flagged)
+        self.missed_events += other.missed_events
+        self.missed_example = self.missed_example or other.missed_example
+        self.ends_listed += other.ends_listed
 
     def summary(self) -> str:
         calls = ", ".join(f"{op} {n}" for op, n in sorted(self.calls.items())) or "none"
@@ -100,7 +119,12 @@ class Stats:
 
 
 @contextlib.contextmanager
-def recording(kind: str, region: str, state_machine: StateMachine | None = None) -> Iterator[Stats]:
+def recording(
+    kind: str,
+    region: str,
+    state_machine: StateMachine | None = None,
+    account: str = "",
+) -> Iterator[Stats]:
     """Count the calls made inside the block and keep a SyncRun of them.
 
     AWS errors end the block and are recorded, not raised: the sync is
@@ -108,7 +132,13 @@ def recording(kind: str, region: str, state_machine: StateMachine | None = None)
     and raised.
     """
     stats = Stats()
-    run = SyncRun(kind=kind, region=region, state_machine=state_machine, started_at=timezone.now())
+    run = SyncRun(
+        kind=kind,
+        account=account,
+        region=region,
+        state_machine=state_machine,
+        started_at=timezone.now(),
+    )
     with aws.count_calls() as calls:
         try:
             yield stats
@@ -128,6 +158,8 @@ def recording(kind: str, region: str, state_machine: StateMachine | None = None)
             run.throttled = stats.throttled
             run.error = "\n".join(stats.errors)[:10_000]
             run.ok = not stats.errors
+            run.missed_events = stats.missed_events
+            run.missed_example = stats.missed_example[:2048]
             run.save()
 
 
@@ -137,6 +169,7 @@ def _describe_error(exc: aws.AwsError) -> str:
         aws.InvalidArn: "invalid",
         aws.Throttled: "throttled",
         aws.Unavailable: "AWS unreachable",
+        aws.NotConfigured: "not configured",
     }.get(type(exc), "AWS error")
     where = f" in {exc.operation}" if exc.operation else ""
     code = f" {exc.code}" if exc.code else ""
@@ -146,12 +179,14 @@ def _describe_error(exc: aws.AwsError) -> str:
 # --- State machines ------------------------------------------------------------
 
 
-def discover_state_machines(region: str) -> Stats:
-    """ListStateMachines in one region; describe the new ones (and stale definitions)."""
-    with recording(SyncRun.Kind.DISCOVER, region) as stats:
+def discover_state_machines(region: str, account: str = aws.DEFAULT) -> Stats:
+    """ListStateMachines of one identity (aws.Target.key) in one region; describe
+    the new ones (and stale definitions)."""
+    with recording(SyncRun.Kind.DISCOVER, region, account=account) as stats:
+        t = aws.target(account)
         now = timezone.now()
         seen: set[str] = set()
-        for item in aws.list_state_machines(region):
+        for item in aws.list_state_machines(region, t):
             arn = item["stateMachineArn"]
             seen.add(arn)
             parsed = parse_state_machine_arn(arn)
@@ -173,11 +208,8 @@ def discover_state_machines(region: str) -> Stats:
             stats.state_machines += 1
             if sm.described_at is None or now - sm.described_at > DESCRIBE_STATE_MACHINE_EVERY:
                 _describe_state_machine(sm)
-        gone = (
-            StateMachine.objects.filter(region=region)
-            .exclude(arn__in=seen)
-            .exclude(status="DELETED")
-        )
+        # What this identity reads in the region and no longer lists is gone.
+        gone = plan.machines(account, region).exclude(arn__in=seen)
         gone.update(status="DELETED", list_due_at=None)
     return stats
 
@@ -202,11 +234,20 @@ def state_machine_for(arn: str) -> StateMachine:
             "name": parsed.name,
             "region": parsed.region,
             "account": parsed.account,
-            # Only the configured regions are listed on a schedule.
-            "list_due_at": timezone.now() if parsed.region in settings.SFNUI_REGIONS else None,
+            # Only what the configured identities read is listed on a schedule.
+            "list_due_at": timezone.now() if is_scheduled(parsed.account, parsed.region) else None,
         },
     )
     return sm
+
+
+def is_scheduled(account: str, region: str) -> bool:
+    """Whether the sync reads `account` in `region` on its schedule."""
+    try:
+        t = aws.target_for(account, region)
+    except aws.NotConfigured:
+        return False
+    return region in t.regions
 
 
 # --- Listing executions ----------------------------------------------------------
@@ -218,9 +259,13 @@ def list_state_machine(sm: StateMachine) -> Stats:
     ListExecutions newest first, stopping at the watermark: every execution
     started since the oldest one listed is seen, with its status. Running
     executions older than that are checked with ListExecutions(RUNNING),
-    only if the cache holds any.
+    only if the cache holds any; the ones that left it get their new status
+    from the closed statuses' listings (up to 1,000 a call), so that
+    DescribeExecution is not on the way to the right status.
     """
-    with recording(SyncRun.Kind.LIST, sm.region, sm) as stats:
+    account = account_key(sm)
+    with recording(SyncRun.Kind.LIST, sm.region, sm, account=account) as stats:
+        stats.reconciling = plan.events_flowing()
         started = timezone.now()
         reached = _list_new(sm, stats)
         older_open = Execution.objects.filter(state_machine=sm, status__in=OPEN_STATUSES)
@@ -228,8 +273,13 @@ def list_state_machine(sm: StateMachine) -> Stats:
             older_open = older_open.filter(start_date__lte=reached)
         if reached is not _EVERYTHING and older_open.exists():
             _refresh_running(sm, started, stats)
-    _schedule_listing(sm, stats)
+    _schedule_listing(sm, stats, account)
     return stats
+
+
+def account_key(sm: StateMachine) -> str:
+    """The identity that reads this state machine (its budget pays the calls)."""
+    return aws.key_for(sm.account, sm.region)
 
 
 # _list_new's answer when it listed every execution AWS has for the machine.
@@ -273,15 +323,56 @@ def _refresh_running(sm: StateMachine, started: dt.datetime, stats: Stats) -> No
         running.update(item["executionArn"] for item in page)
     cached = Execution.objects.filter(
         state_machine=sm, status="RUNNING", start_date__lt=started - LISTING_MARGIN
-    ).values_list("pk", "arn")
-    ended = [(pk, arn) for pk, arn in cached.iterator(chunk_size=2000) if arn not in running]
+    ).values_list("pk", "arn", "start_date")
+    ended = [row for row in cached.iterator(chunk_size=2000) if row[1] not in running]
+    if ended:
+        _learn_ends(sm, ended, stats)
+
+
+def _learn_ends(sm: StateMachine, ended: list[tuple[int, str, dt.datetime]], stats: Stats) -> None:
+    """Executions that left the running set: their new status and stop date from
+    the closed statuses' listings, newest first down to the oldest that left.
+
+    One listing of every status when few executions started since then (it
+    holds them all in a page or two), else one per closed status. What these
+    pages do not show (AWS lags, or it lies too far back) is flagged for
+    DescribeExecution, as before.
+    """
+    missing = {arn: pk for pk, arn, _ in ended}
+    oldest = min(start for _, _, start in ended)
+    newer = (
+        Execution.objects.filter(state_machine=sm, start_date__gte=oldest)
+        .values("pk")[: CLOSED_SCAN_ALL + 1]
+        .count()
+    )
+    listings: tuple[str | None, ...] = (None,) if newer <= CLOSED_SCAN_ALL else CLOSED_STATUSES
+    for status in listings:
+        for pages, page in enumerate(aws.list_executions(sm.arn, status=status), start=1):
+            found = [item for item in page if item["executionArn"] in missing]
+            found = [item for item in found if item["status"] not in OPEN_STATUSES]
+            if found:
+                before = stats.executions_changed
+                _upsert_listed(sm, found, stats)
+                stats.ends_listed += stats.executions_changed - before
+                for item in found:
+                    missing.pop(item["executionArn"], None)
+            if (
+                not missing
+                or not page
+                or aws.utc(page[-1]["startDate"]) < oldest
+                or pages >= CLOSED_MAX_PAGES
+            ):
+                break
+        if not missing:
+            return
     now = timezone.now()
-    for chunk in _chunks(ended, IN_CHUNK):
-        # Its new status is not in the listing; DescribeExecution will tell.
+    left = list(missing.items())
+    for chunk in _chunks(left, IN_CHUNK):
+        # Its new status is not in the listings; DescribeExecution will tell.
         stats.executions_changed += Execution.objects.filter(
-            pk__in=[pk for pk, _ in chunk], status="RUNNING"
+            pk__in=[pk for _, pk in chunk], status="RUNNING"
         ).update(needs_describe=True, sync_due_at=now)
-        stats.flagged.extend(arn for _, arn in chunk)
+        stats.flagged.extend(arn for arn, _ in chunk)
 
 
 def _upsert_listed(sm: StateMachine, items: list[dict[str, Any]], stats: Stats) -> None:
@@ -327,10 +418,22 @@ def _upsert_listed(sm: StateMachine, items: list[dict[str, Any]], stats: Stats) 
                 stats.executions_changed += 1
                 if change.get("needs_describe"):
                     stats.flagged.append(arn)
+                if stats.reconciling:
+                    changed_at = change.get("redrive_date") or change.get("stop_date")
+                    _missed(stats, arn, changed_at, now)
         if new_rows:
             Execution.objects.bulk_create(new_rows, ignore_conflicts=True)
             stats.executions_new += len(new_rows)
             stats.flagged.extend(row.arn for row in new_rows)
+            if stats.reconciling:
+                for row in new_rows:
+                    _missed(stats, row.arn, row.start_date, now)
+
+
+def _missed(stats: Stats, arn: str, changed_at: dt.datetime | None, now: dt.datetime) -> None:
+    if changed_at is not None and now - changed_at > EVENTS_GRACE:
+        stats.missed_events += 1
+        stats.missed_example = stats.missed_example or arn
 
 
 def _listed_change(item: dict[str, Any], status: str, redrive_count: int) -> dict[str, Any] | None:
@@ -363,27 +466,27 @@ def _listed_change(item: dict[str, Any], status: str, redrive_count: int) -> dic
     return None
 
 
-def _schedule_listing(sm: StateMachine, stats: Stats) -> None:
+def _schedule_listing(sm: StateMachine, stats: Stats, account: str) -> None:
+    """When to list it again: as often as its activity warrants, within the
+    budget of its account and region (plan.py); backing off while it fails."""
+    now = timezone.now()
     busy = (
-        stats.executions_new
-        or stats.executions_changed
+        bool(stats.executions_new)
         or Execution.objects.filter(state_machine=sm, status__in=OPEN_STATUSES).exists()
     )
+    busy_until = plan.busy_until(now) if busy else sm.busy_until
     if stats.throttled or stats.errors:
         interval = max(settings.SFNUI_LIST_INTERVAL, sm.list_interval or 0) * 2
-    elif busy:
-        interval = settings.SFNUI_LIST_INTERVAL
+        interval = min(interval, settings.SFNUI_LIST_MAX_INTERVAL)
     else:
-        # Idle state machines are listed less and less often, so that a few
-        # hundred of them do not spend the ListExecutions budget.
-        interval = max(settings.SFNUI_LIST_INTERVAL, (sm.list_interval or 0) * 2)
-    interval = min(interval, settings.SFNUI_LIST_MAX_INTERVAL)
-    now = timezone.now()
+        current = plan.plan(account, sm.region)
+        interval = current.interval(busy_until is not None and busy_until > now)
     StateMachine.objects.filter(pk=sm.pk).update(
         listed_at=now if not stats.errors else F("listed_at"),
         list_due_at=now + dt.timedelta(seconds=interval),
         list_interval=interval,
         list_error="\n".join(stats.errors)[:2000],
+        busy_until=busy_until,
     )
 
 
@@ -612,12 +715,12 @@ def _failed(ex: Execution, error: str, stats: Stats) -> None:
     stats.errors.append(f"{ex.arn}: {error}")
 
 
-def sync_executions(pks: Iterable[int], region: str) -> Stats:
-    """Sync a batch of executions; stop early when AWS says to slow down or
-    cannot be reached."""
+def sync_executions(pks: Iterable[int], region: str, account: str = "") -> Stats:
+    """Sync a batch of executions (of one identity and region); stop early when
+    AWS says to slow down or cannot be reached."""
     from .locks import held
 
-    with recording(SyncRun.Kind.EXECUTIONS, region) as stats:
+    with recording(SyncRun.Kind.EXECUTIONS, region, account=account) as stats:
         pending = list(Execution.objects.filter(pk__in=list(pks)).order_by("sync_due_at"))
         for i, ex in enumerate(pending):
             with held(f"execution:{ex.pk}", settings.SFNUI_SYNC_LEASE) as mine:
@@ -646,7 +749,8 @@ def import_execution(arn: str, *, with_history: bool = True) -> Execution:
     know it; other aws.AwsError as they come.
     """
     parsed = parse_execution_arn(arn)
-    with recording(SyncRun.Kind.LOOKUP, parsed.region) as stats:
+    account = aws.key_for(parsed.account, parsed.region)
+    with recording(SyncRun.Kind.LOOKUP, parsed.region, account=account) as stats:
         try:
             d = aws.describe_execution(arn)
         except aws.AwsError as exc:

@@ -22,24 +22,24 @@ def sync_tick() -> dict[str, int]:
         if not mine:
             return {}
         work = schedule.claim_due_work()
-    for region in work.regions:
-        discover.delay(region)
+    for account, region in work.discoveries:
+        discover.delay(region, account)
     for pk in work.state_machines:
         list_state_machine.delay(pk)
-    for region, pks in work.batches:
-        sync_executions.delay(pks, region)
+    for account, region, pks in work.batches:
+        sync_executions.delay(pks, region, account)
     return {
-        "regions": len(work.regions),
+        "discoveries": len(work.discoveries),
         "state_machines": len(work.state_machines),
-        "executions": sum(len(pks) for _, pks in work.batches),
+        "executions": sum(len(pks) for _, _, pks in work.batches),
     }
 
 
 @shared_task(acks_late=True)
-def discover(region: str) -> str:
-    stats = sync.discover_state_machines(region)
+def discover(region: str, account: str = "default") -> str:
+    stats = sync.discover_state_machines(region, account)
     if not stats.errors:
-        schedule.discovered(region)
+        schedule.discovered(region, account)
     return stats.summary()
 
 
@@ -53,16 +53,16 @@ def list_state_machine(state_machine_pk: int) -> str:
             return "busy"
         stats = sync.list_state_machine(sm)
     # What the listing found goes to a worker now rather than at the next tick.
-    for region, pks in schedule.claim_flagged(stats.flagged):
-        sync_executions.delay(pks, region)
+    for account, region, pks in schedule.claim_flagged(stats.flagged):
+        sync_executions.delay(pks, region, account)
     return stats.summary()
 
 
 @shared_task(acks_late=True)
-def sync_executions(pks: list[int], region: str) -> str:
+def sync_executions(pks: list[int], region: str, account: str = "") -> str:
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
-    return sync.sync_executions(pks, region).summary()
+    return sync.sync_executions(pks, region, account).summary()
 
 
 @shared_task(acks_late=True)
@@ -75,7 +75,10 @@ def sync_execution_now(arn: str) -> str:
         if not mine:
             return "busy"
         # Throttling is recorded by `recording`; the execution was rescheduled.
-        with sync.recording(SyncRun.Kind.EXECUTIONS, ex.state_machine.region) as stats:
+        account = sync.account_key(ex.state_machine)
+        with sync.recording(
+            SyncRun.Kind.EXECUTIONS, ex.state_machine.region, account=account
+        ) as stats:
             ex.needs_describe = True
             sync.sync_execution(ex, stats)
         return stats.summary()

@@ -230,6 +230,61 @@ LOGGING = {
 # --- AWS -------------------------------------------------------------------
 
 SFNUI_REGIONS = env_list("SFNUI_REGIONS", [env_str("AWS_DEFAULT_REGION") or "us-east-1"])
+
+
+def env_accounts(name: str) -> list[dict[str, object]]:
+    """SFNUI_ACCOUNTS: the accounts to read, as JSON. Each entry is an IAM role to
+    assume (`role_arn`, optional `external_id`) or, without `role_arn`, the one
+    identity of boto3's chain; `regions` defaults to SFNUI_REGIONS. Unset: that
+    one identity in SFNUI_REGIONS (see executions/aws.py, "Targets")."""
+    import json
+    import re
+
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return []
+    try:
+        entries = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON list of accounts: {exc}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ImproperlyConfigured(f"{name} must be a non-empty JSON list of accounts")
+    out: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"{name}[{i}]"
+        if not isinstance(entry, dict):
+            raise ImproperlyConfigured(f"{where} must be an object like {{\"role_arn\": ...}}")
+        unknown = set(entry) - {"role_arn", "external_id", "regions", "name"}
+        if unknown:
+            raise ImproperlyConfigured(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+        role_arn = str(entry.get("role_arn") or "").strip()
+        if role_arn and not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", role_arn):
+            raise ImproperlyConfigured(f"{where}.role_arn {role_arn[:100]!r} is not an IAM role ARN")
+        regions = entry.get("regions") or SFNUI_REGIONS
+        if isinstance(regions, str):
+            regions = [r.strip() for r in regions.split(",") if r.strip()]
+        if not isinstance(regions, list) or not all(
+            isinstance(r, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", r) for r in regions
+        ):
+            raise ImproperlyConfigured(f"{where}.regions must be a list of AWS region names")
+        key = role_arn.split(":")[4] if role_arn else "default"
+        if key in seen:
+            raise ImproperlyConfigured(f"{where}: account {key} is named twice")
+        seen.add(key)
+        out.append(
+            {
+                "role_arn": role_arn,
+                "external_id": str(entry.get("external_id") or ""),
+                "regions": list(dict.fromkeys(regions)),
+                "name": str(entry.get("name") or ""),
+            }
+        )
+    return out
+
+
+# Empty: the one identity of boto3's chain, in SFNUI_REGIONS.
+SFNUI_ACCOUNTS = env_accounts("SFNUI_ACCOUNTS")
 SFNUI_AWS_ENDPOINT_URL = env_str("SFNUI_AWS_ENDPOINT_URL") or None
 SFNUI_AWS_CONNECT_TIMEOUT = env_float("SFNUI_AWS_CONNECT_TIMEOUT", 3.0)
 SFNUI_AWS_READ_TIMEOUT = env_float("SFNUI_AWS_READ_TIMEOUT", 10.0)
@@ -269,13 +324,35 @@ for _item in env_list("SFNUI_API_QUOTAS", []):
 # --- The sync ----------------------------------------------------------------
 
 # How often beat wakes the scheduler, which then decides what is due.
-SFNUI_SYNC_TICK = env_float("SFNUI_SYNC_TICK", 5.0)
+SFNUI_SYNC_TICK = env_float("SFNUI_SYNC_TICK", 2.0)
 # State machines are re-discovered this often.
 SFNUI_DISCOVER_INTERVAL = env_float("SFNUI_DISCOVER_INTERVAL", 300.0)
-# A state machine with running executions is listed this often; an idle one
-# backs off up to the maximum.
-SFNUI_LIST_INTERVAL = env_float("SFNUI_LIST_INTERVAL", 10.0)
+# A state machine with running executions or recent starts is listed this
+# often; an idle one every SFNUI_LIST_IDLE_INTERVAL. When the ListExecutions
+# budget of an account and region cannot pay for that, the intervals stretch
+# (idle ones first) so that the listings stay within it (executions/plan.py;
+# /sync/ shows what the budget allows). SFNUI_LIST_MAX_INTERVAL bounds the
+# backoff of a state machine whose listing keeps failing.
+SFNUI_LIST_INTERVAL = env_float("SFNUI_LIST_INTERVAL", 5.0)
+SFNUI_LIST_IDLE_INTERVAL = env_float("SFNUI_LIST_IDLE_INTERVAL", 60.0)
 SFNUI_LIST_MAX_INTERVAL = env_float("SFNUI_LIST_MAX_INTERVAL", 300.0)
+# A state machine counts as busy this long after it last had a running or a
+# new execution.
+SFNUI_LIST_BUSY_WINDOW = env_float("SFNUI_LIST_BUSY_WINDOW", 600.0)
+
+# --- Events (EventBridge through SQS; see README "Events") --------------------
+
+# One or more SQS queue URLs (comma-separated) fed by an EventBridge rule on
+# "Step Functions Execution Status Change". Unset: polling only.
+SFNUI_EVENTS_QUEUE_URL = env_list("SFNUI_EVENTS_QUEUE_URL", [])
+# With events flowing, every state machine is still listed this often, to
+# catch what EventBridge dropped (delivery is best effort).
+SFNUI_RECONCILE_INTERVAL = env_float("SFNUI_RECONCILE_INTERVAL", 300.0)
+# Events count as flowing while the consumer was heard from this recently;
+# after that the sync polls as if events were off.
+SFNUI_EVENTS_HEARTBEAT = env_float("SFNUI_EVENTS_HEARTBEAT", 60.0)
+# A message that failed this many receives is kept aside (see /sync/).
+SFNUI_EVENTS_MAX_RECEIVES = env_int("SFNUI_EVENTS_MAX_RECEIVES", 5)
 # A running execution's history is re-read after this share of its age,
 # bounded below and above: young executions often, old ones less.
 SFNUI_RUNNING_MIN_INTERVAL = env_float("SFNUI_RUNNING_MIN_INTERVAL", 5.0)

@@ -27,18 +27,18 @@ def test_due_work_is_claimed_once_and_comes_back_after_the_lease(settings: Any) 
 
     first = schedule.claim_due_work()
     assert first.state_machines == [sm.pk]
-    assert first.batches == [("us-east-1", [ex.pk])]
-    assert first.regions == ["us-east-1"]
+    assert first.batches == [("default", "us-east-1", [ex.pk])]
+    assert first.discoveries == [("default", "us-east-1")]
 
     second = schedule.claim_due_work()
     assert second.state_machines == []
     assert second.batches == []
-    assert second.regions == []  # discovery is claimed for its interval
+    assert second.discoveries == []  # discovery is claimed for its interval
 
     with time_machine.travel(timezone.now() + dt.timedelta(seconds=61)):
         again = schedule.claim_due_work()
-    assert again.batches == [("us-east-1", [ex.pk])]
-    assert settled.pk not in [pk for _, pks in again.batches for pk in pks]
+    assert again.batches == [("default", "us-east-1", [ex.pk])]
+    assert settled.pk not in [pk for _, _, pks in again.batches for pk in pks]
 
 
 def test_batches_follow_the_configured_size(settings: Any) -> None:
@@ -47,7 +47,7 @@ def test_batches_follow_the_configured_size(settings: Any) -> None:
     for _ in range(7):
         factories.execution_row(sm, status="RUNNING", sync_due_at=timezone.now())
     work = schedule.claim_due_work()
-    assert [len(pks) for _, pks in work.batches] == [3, 3, 1]
+    assert [len(pks) for _, _, pks in work.batches] == [3, 3, 1]
 
 
 def test_the_tick_follows_the_history_budget(settings: Any) -> None:
@@ -99,9 +99,9 @@ def test_the_tick_enqueues_what_is_due(settings: Any, monkeypatch: pytest.Monkey
         task = getattr(tasks, name)
         monkeypatch.setattr(task, "delay", lambda *a, _n=name: sent.append((_n, a)))
     result = tasks.sync_tick()
-    assert result == {"regions": 1, "state_machines": 1, "executions": 1}
+    assert result == {"discoveries": 1, "state_machines": 1, "executions": 1}
     assert ("list_state_machine", (sm.pk,)) in sent
-    assert ("sync_executions", ([ex.pk], "us-east-1")) in sent
+    assert ("sync_executions", ([ex.pk], "us-east-1", "default")) in sent
 
 
 def test_a_tick_that_overlaps_another_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +138,7 @@ def test_what_a_listing_flagged_goes_before_routine_rereads(settings: Any) -> No
         sm, status="RUNNING", needs_describe=True, sync_due_at=timezone.now()
     )
     work = schedule.claim_due_work()
-    claimed = [pk for _, pks in work.batches for pk in pks]
+    claimed = [pk for _, _, pks in work.batches for pk in pks]
     assert len(claimed) == 10
     assert claimed[0] == ended.pk
     assert set(claimed[1:]) <= {ex.pk for ex in routine}
@@ -159,8 +159,8 @@ def test_a_listing_hands_what_it_flagged_to_a_worker_at_once(
     monkeypatch.setattr(tasks.sync_executions, "delay", lambda *a: sent.append(a))
     tasks.list_state_machine(StateMachine.objects.get(arn=sm_arn).pk)
     assert len(sent) == 1
-    pks, region = sent[0]
-    assert region == "us-east-1"
+    pks, region, account = sent[0]
+    assert (region, account) == ("us-east-1", "default")
     assert sorted(pks) == sorted(Execution.objects.values_list("pk", flat=True))
     # Claimed: the next tick does not hand them out again.
     assert schedule.claim_due_work().batches == []
@@ -187,13 +187,13 @@ def test_a_discovery_whose_worker_died_is_claimed_again_after_the_lease(
     settings.SFNUI_SYNC_LEASE = 60
     settings.SFNUI_DISCOVER_INTERVAL = 3600
     written = _timeouts(monkeypatch)
-    assert schedule.claim_due_work().regions == ["us-east-1"]
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     # Claimed for a lease, not for the whole interval.
-    assert written["discover-claimed:us-east-1"] == 60
+    assert written["discover-claimed:default:us-east-1"] == 60
     # Its worker was killed: nobody says it went through.
-    assert schedule.claim_due_work().regions == []
-    cache.delete("discover-claimed:us-east-1")  # the lease ends
-    assert schedule.claim_due_work().regions == ["us-east-1"]
+    assert schedule.claim_due_work().discoveries == []
+    cache.delete("discover-claimed:default:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
 
 
 def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
@@ -202,25 +202,25 @@ def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     settings.SFNUI_SYNC_LEASE = 60
     settings.SFNUI_DISCOVER_INTERVAL = 3600
     written = _timeouts(monkeypatch)
-    assert schedule.claim_due_work().regions == ["us-east-1"]
-    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region: tasks.sync.Stats())
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
+    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region, account: tasks.sync.Stats())
     tasks.discover("us-east-1")
-    assert written["discovered:us-east-1"] == 3600
-    cache.delete("discover-claimed:us-east-1")  # the lease ends
-    assert schedule.claim_due_work().regions == []
-    cache.delete("discovered:us-east-1")  # the interval ends
-    assert schedule.claim_due_work().regions == ["us-east-1"]
+    assert written["discovered:default:us-east-1"] == 3600
+    cache.delete("discover-claimed:default:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().discoveries == []
+    cache.delete("discovered:default:us-east-1")  # the interval ends
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
 
 
 def test_a_discovery_that_failed_is_retried_after_the_lease(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert schedule.claim_due_work().regions == ["us-east-1"]
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     failed = tasks.sync.Stats(errors=["AWS unreachable in ListStateMachines"])
-    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region: failed)
+    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region, account: failed)
     tasks.discover("us-east-1")
-    cache.delete("discover-claimed:us-east-1")  # the lease ends
-    assert schedule.claim_due_work().regions == ["us-east-1"]
+    cache.delete("discover-claimed:default:us-east-1")  # the lease ends
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
 
 
 def test_a_tick_killed_while_it_holds_its_lock_blocks_the_schedule_for_a_lease_at_most(

@@ -405,7 +405,12 @@ def test_an_execution_that_ended_is_found_by_the_running_listing(
         stats = full_cycle()
 
     assert stats.executions_changed == 1
-    assert calls["ListExecutions"] == 4  # two pages of new ones, two of the running set
+    # Two pages of new ones, two of the running set, then every status newest
+    # first down to the one that left it (three pages of one): its status and
+    # stop date come from the listing.
+    assert calls["ListExecutions"] == 7
+    assert stats.ends_listed == 1
+    # Its error and cause (and output) from DescribeExecution, after the status.
     assert calls["DescribeExecution"] == 1
     ex = Execution.objects.get(arn=oldest)
     assert (ex.status, ex.error, ex.cause) == ("ABORTED", "Manual", "stopped by the test")

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from executions import aws, sync
+from executions import aws, plan, sync
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
 
@@ -62,7 +61,7 @@ class Command(BaseCommand):
         if ex.is_open:
             # Asked for by name: read its status now rather than trust the cache.
             Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
-        self._executions([ex.pk], ex.state_machine.region, total)
+        self._executions([ex.pk], ex.state_machine.region, total, ex.state_machine.account)
 
     def _cycle(self, state_machine_arn: str | None, total: sync.Stats) -> None:
         if state_machine_arn:
@@ -72,21 +71,25 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             sm = StateMachine.objects.filter(arn=state_machine_arn).first()
             if sm is None:
+                try:
+                    account = aws.target_for(parsed.account, parsed.region).key
+                except aws.NotConfigured as exc:
+                    raise CommandError(exc.message) from None
                 self._patiently(
-                    functools.partial(sync.discover_state_machines, parsed.region), total
+                    functools.partial(sync.discover_state_machines, parsed.region, account),
+                    total,
                 )
                 sm = StateMachine.objects.filter(arn=state_machine_arn).first()
                 if sm is None:
                     raise CommandError(f"AWS has no state machine {state_machine_arn}")
             machines = [sm]
         else:
-            for region in settings.SFNUI_REGIONS:
-                self._patiently(functools.partial(sync.discover_state_machines, region), total)
-            machines = list(
-                StateMachine.objects.filter(region__in=settings.SFNUI_REGIONS).exclude(
-                    status="DELETED"
+            machines = []
+            for t, region in aws.scheduled():
+                self._patiently(
+                    functools.partial(sync.discover_state_machines, region, t.key), total
                 )
-            )
+                machines.extend(plan.machines(t.key, region))
         for sm in machines:
             self._patiently(functools.partial(sync.list_state_machine, sm), total)
         # Everything that was due when the cycle started; running executions
@@ -94,12 +97,12 @@ class Command(BaseCommand):
         due = Execution.objects.filter(
             state_machine__in=machines, sync_due_at__lte=timezone.now()
         ).order_by("sync_due_at")
-        pending = list(due.values_list("pk", "state_machine__region"))
-        by_region: dict[str, list[int]] = {}
-        for pk, region in pending:
-            by_region.setdefault(region, []).append(pk)
-        for region, pks in by_region.items():
-            self._executions(pks, region, total)
+        pending = list(due.values_list("pk", "state_machine__account", "state_machine__region"))
+        by_target: dict[tuple[str, str], list[int]] = {}
+        for pk, account, region in pending:
+            by_target.setdefault((account, region), []).append(pk)
+        for (account, region), pks in by_target.items():
+            self._executions(pks, region, total, account)
 
     def _patiently(self, step: Callable[[], sync.Stats], total: sync.Stats) -> None:
         """Run a step again, after a growing pause, for as long as AWS throttles it."""
@@ -114,12 +117,13 @@ class Command(BaseCommand):
             time.sleep(min(2.0**attempt, 30.0))
         raise CommandError("AWS kept throttling; try again later")
 
-    def _executions(self, pks: list[int], region: str, total: sync.Stats) -> None:
+    def _executions(self, pks: list[int], region: str, total: sync.Stats, account: str) -> None:
+        key = aws.key_for(account, region)
         remaining = list(pks)
         throttled_in_a_row = 0
         while remaining:
             batch, remaining = remaining[:200], remaining[200:]
-            stats = sync.sync_executions(batch, region)
+            stats = sync.sync_executions(batch, region, key)
             if stats.throttled:
                 # Slow down, then go on where the batch stopped.
                 throttled_in_a_row += 1
