@@ -133,6 +133,13 @@ class Processes:
             args += ["--beat", "--schedule", str(self.tmp / f"beat-{n}")]
         return self._spawn("worker", [*args, *extra], self.env(**env))
 
+    def consumer(self, *queues: str, **env: str) -> subprocess.Popen[bytes]:
+        """`manage.py consume_events` on the test database, reading `queues`."""
+        args = [sys.executable, "manage.py", "consume_events"]
+        for url in queues:
+            args += ["--queue", url]
+        return self._spawn("consumer", args, self.env(**env))
+
     def web(self, **env: str) -> WebServer:
         """The web app under gunicorn, as in production, on a free port."""
         port = free_port()
