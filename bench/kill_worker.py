@@ -149,6 +149,7 @@ def main() -> None:
             "SFNUI_SYNC_TICK": "0.5",
             "SFNUI_SYNC_BATCH": "1",
             "SFNUI_LIST_INTERVAL": "1",
+            "SFNUI_LIST_IDLE_INTERVAL": "2",
             "SFNUI_LIST_MAX_INTERVAL": "2",
             "SFNUI_RUNNING_MIN_INTERVAL": "1",
             "SFNUI_RUNNING_MAX_INTERVAL": "2",

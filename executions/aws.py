@@ -377,6 +377,14 @@ def _client(
     return made
 
 
+def forget_clients() -> None:
+    """Build clients and assumed-role credentials afresh (tests, after the fake
+    endpoint forgot every credential it had handed out)."""
+    with _sessions_lock:
+        _client.cache_clear()
+        _session.cache_clear()
+
+
 def client(region: str, t: Target | None = None, service: str = "stepfunctions") -> Any:
     if t is None:
         t = _default_for(region)

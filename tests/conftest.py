@@ -18,6 +18,7 @@ os.environ.pop("AWS_PROFILE", None)
 # pytest-django's live_server runs in a thread next to async-aware code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+from executions import aws
 from fakeaws import FakeAwsServer
 
 REGION = "us-east-1"
@@ -48,6 +49,8 @@ def fake_aws(fake_aws_server: FakeAwsServer, settings: Any) -> FakeAwsServer:
     """A clean fake Step Functions endpoint (moto in execute mode behind the
     AWS-faithful layer), with the app pointed at it."""
     fake_aws_server.reset()
+    # moto forgot the roles it let us assume: so do we.
+    aws.forget_clients()
     settings.SFNUI_AWS_ENDPOINT_URL = fake_aws_server.url
     settings.SFNUI_REGIONS = [REGION]
     return fake_aws_server

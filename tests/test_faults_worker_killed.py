@@ -63,6 +63,7 @@ WORKER_ENV = {
     # Below the lease, so that any due time further away than a lease is one
     # a dead worker left behind.
     "SFNUI_LIST_INTERVAL": "1",
+    "SFNUI_LIST_IDLE_INTERVAL": "2",
     "SFNUI_LIST_MAX_INTERVAL": "2",
     "SFNUI_RUNNING_MIN_INTERVAL": "1",
     "SFNUI_RUNNING_MAX_INTERVAL": "2",

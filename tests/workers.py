@@ -87,6 +87,7 @@ class Processes:
             "SFNUI_SYNC_TICK": "0.5",
             "SFNUI_RUNNING_MIN_INTERVAL": "1",
             "SFNUI_LIST_INTERVAL": "1",
+            "SFNUI_LIST_IDLE_INTERVAL": "2",
             # Its own broker folder and queue, so that no other test's worker
             # takes its tasks.
             "SFNUI_VAR_DIR": str(self.tmp / "var"),

@@ -25,6 +25,7 @@ from tests.workers import Processes
 FAST_SYNC = {
     "SFNUI_SYNC_TICK": "0.5",
     "SFNUI_LIST_INTERVAL": "1",
+    "SFNUI_LIST_IDLE_INTERVAL": "2",
     "SFNUI_RUNNING_MIN_INTERVAL": "1",
     "SFNUI_VIEWED_INTERVAL": "1",
     # State machines created after the worker started are found within a second.
