@@ -11,6 +11,7 @@ them dies, the others are stopped too and the exit code says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -27,9 +28,24 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# What the demo endpoint is: moto's default account, in one region.
+# What the demo endpoint is: moto's default account in one region, and a
+# second account (read through a role, as a real one would be) in another
+# (demo/workflows.py).
 DEMO_ACCOUNT = "123456789012"
 DEMO_REGION = "us-east-1"
+DEMO_OTHER_ACCOUNT = "210987654321"
+DEMO_OTHER_REGION = "eu-west-1"
+DEMO_ACCOUNTS = json.dumps(
+    [
+        {"regions": [DEMO_REGION]},
+        {
+            "role_arn": f"arn:aws:iam::{DEMO_OTHER_ACCOUNT}:role/sfnui-reader",
+            "regions": [DEMO_OTHER_REGION],
+            "name": "payments",
+        },
+    ]
+)
+EVENTS_QUEUE = re.compile(r"^SFNUI_EVENTS_QUEUE_URL=(\S+)$", re.MULTILINE)
 DEMO_READY = re.compile(r"Step Functions endpoint on (http://\S+)")
 # The demo should feel live: sync more often than a real account would allow.
 DEMO_SETTINGS = {
@@ -294,10 +310,12 @@ def run(sup: Supervisor, env: dict[str, str], port: int) -> None:
     if demo:
         # The endpoint starts empty every time: what the cache kept of the
         # last demo is gone from "AWS".
-        sup.step("forget", [*manage, "forget", "--account", DEMO_ACCOUNT], env)
+        for account in (DEMO_ACCOUNT, DEMO_OTHER_ACCOUNT):
+            sup.step("forget", [*manage, "forget", "--account", account], env)
         endpoint = demo_ready(60)
         env["SFNUI_AWS_ENDPOINT_URL"] = endpoint
         env["SFNUI_REGIONS"] = DEMO_REGION
+        env.setdefault("SFNUI_ACCOUNTS", DEMO_ACCOUNTS)
         # The demo endpoint checks no signature, but boto3 signs every request.
         env["AWS_ACCESS_KEY_ID"] = "demo"
         env["AWS_SECRET_ACCESS_KEY"] = "demo"  # noqa: S105
@@ -306,6 +324,15 @@ def run(sup: Supervisor, env: dict[str, str], port: int) -> None:
             env.pop(name, None)
         for name, value in DEMO_SETTINGS.items():
             env.setdefault(name, value)
+        if env.get("SFNUI_DEMO_EVENTS", "1").lower() not in ("0", "false", "no", "off"):
+            # Events on, as a real account with the CloudFormation stack has
+            # them: the demo endpoint emits Step Functions' events into its
+            # EventBridge, and this routes them to a queue the consumer reads.
+            made = sup.step("setup", [*manage, "setup_events"], env)
+            found = EVENTS_QUEUE.search(made)
+            if found is None:
+                raise Failed("setup_events printed no queue URL")
+            env["SFNUI_EVENTS_QUEUE_URL"] = found.group(1)
         # One sync in the foreground, while the servers start, so that the
         # first page already shows executions.
         first_sync = threading.Thread(
@@ -328,6 +355,8 @@ def run(sup: Supervisor, env: dict[str, str], port: int) -> None:
         env,
     )
     sup.start("beat", [*celery, "beat", f"--loglevel={level}"], env)
+    if env.get("SFNUI_EVENTS_QUEUE_URL"):
+        sup.start("events", [*manage, "consume_events"], env)
     sup.start("web", [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env)
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(sup, f"{url}accounts/login/", STARTUP_TIMEOUT)
@@ -344,6 +373,10 @@ def run(sup: Supervisor, env: dict[str, str], port: int) -> None:
         lines.append(f"  AWS: the local demo endpoint {env['SFNUI_AWS_ENDPOINT_URL']} ({why})")
     else:
         lines.append(f"  {why}")
+    if env.get("SFNUI_EVENTS_QUEUE_URL"):
+        lines.append(f"  events: from {env['SFNUI_EVENTS_QUEUE_URL']} (polling reconciles)")
+    else:
+        lines.append("  events: off (polling only; see README, Events)")
     lines += ["  Ctrl-C stops everything.", ""]
     with sup.output_lock:
         print("\n".join(lines), flush=True)

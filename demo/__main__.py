@@ -16,6 +16,7 @@ from botocore.config import Config
 from fakeaws import FakeAwsServer
 
 from .traffic import Traffic
+from .workflows import OTHER_ACCOUNT, OTHER_ACCOUNT_WORKFLOWS, OTHER_REGION, READER_ROLE
 
 log = logging.getLogger("demo")
 
@@ -32,6 +33,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--seed", type=int, default=None, help="make the traffic repeatable")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--one-account",
+        action="store_true",
+        help=f"only the first account (not the second, {OTHER_ACCOUNT} in {OTHER_REGION})",
+    )
     return parser
 
 
@@ -49,27 +55,53 @@ def main(argv: list[str] | None = None) -> int:
 
     server = FakeAwsServer(port=args.port, host=args.host).start()
     try:
-        client = boto3.session.Session().client(
-            "stepfunctions",
-            endpoint_url=server.url,
-            region_name=args.region,
-            # The endpoint checks no signature, but botocore will not send an
-            # unsigned request.
+        config = Config(
+            connect_timeout=2,
+            read_timeout=10,
+            retries={"mode": "standard", "total_max_attempts": 2},
+        )
+        # The endpoint checks no signature, but botocore will not send an
+        # unsigned request.
+        session = boto3.session.Session(
             aws_access_key_id="demo",
             aws_secret_access_key="demo",  # noqa: S106
-            config=Config(
-                connect_timeout=2,
-                read_timeout=10,
-                retries={"mode": "standard", "total_max_attempts": 2},
-            ),
         )
-        traffic = Traffic(client, rng=random.Random(args.seed))
-        names = ", ".join(traffic.seed())
-        traffic.first_batch()
+        client = session.client(
+            "stepfunctions", endpoint_url=server.url, region_name=args.region, config=config
+        )
+        traffics = [Traffic(client, rng=random.Random(args.seed))]
+        if not args.one_account:
+            # The second account: its own credentials, as a caller there would have.
+            sts = session.client("sts", endpoint_url=server.url, region_name=OTHER_REGION)
+            creds = sts.assume_role(RoleArn=READER_ROLE, RoleSessionName="demo-traffic")[
+                "Credentials"
+            ]
+            other = session.client(
+                "stepfunctions",
+                endpoint_url=server.url,
+                region_name=OTHER_REGION,
+                config=config,
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
+            seed = None if args.seed is None else args.seed + 1
+            traffics.append(
+                Traffic(other, rng=random.Random(seed), workflows=OTHER_ACCOUNT_WORKFLOWS)
+            )
+        names = []
+        for traffic in traffics:
+            names.append(f"{traffic.region}: {', '.join(traffic.seed())}")
+            traffic.first_batch()
         # bin/run waits for this line: the endpoint is up and has executions.
-        print(f"demo: Step Functions endpoint on {server.url} ({args.region}: {names})", flush=True)
-        traffic.run(stop)
-        log.info("stopping: %s", traffic.summary())
+        print(f"demo: Step Functions endpoint on {server.url} ({'; '.join(names)})", flush=True)
+        threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in traffics]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for traffic in traffics:
+            log.info("stopping: %s", traffic.summary())
     finally:
         server.stop()
     return 0

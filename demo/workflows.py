@@ -12,11 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/demo-step-functions"
+# The demo's second account (the payments team's), in another region: sfnui
+# reads it by assuming READER_ROLE there, as it would a real one.
+OTHER_ACCOUNT = "210987654321"
+OTHER_REGION = "eu-west-1"
+READER_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/sfnui-reader"
 
 Input = dict[str, Any]
 
@@ -329,4 +334,10 @@ WORKFLOWS: tuple[Workflow, ...] = (
         unhappy=lambda i: {**i, "pages": 400, "renderSeconds": 45},
     ),
     Workflow("nightly-batch", "nightly", nightly_batch, batch_input, every=180.0),
+)
+
+# The second account runs the payments team's own copies, less often.
+OTHER_ACCOUNT_WORKFLOWS: tuple[Workflow, ...] = (
+    replace(WORKFLOWS[1], name="refund-capture", prefix="refund", every=8.0),
+    replace(WORKFLOWS[2], name="statement-render", prefix="statement", every=12.0),
 )

@@ -39,7 +39,7 @@ from fakeaws import FaithfulStepFunctions
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "events")
 # What the postgres image reads, and boto3's credential chain.
 EXTERNAL_PREFIXES = {"postgres": ("POSTGRES_",)}
 BOTO3_VARIABLES = {
@@ -193,7 +193,16 @@ def settings_variables() -> set[str]:
     """Every environment variable sfnui/settings.py reads."""
     tree = ast.parse((ROOT / "sfnui" / "settings.py").read_text())
     names: set[str] = set()
-    readers = {"env_str", "env_bool", "env_int", "env_float", "env_list", "getenv", "get"}
+    readers = {
+        "env_str",
+        "env_bool",
+        "env_int",
+        "env_float",
+        "env_list",
+        "env_accounts",
+        "getenv",
+        "get",
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
