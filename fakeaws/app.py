@@ -1,8 +1,8 @@
 """A Step Functions endpoint that behaves like AWS where moto does not.
 
 `FaithfulStepFunctions` is a WSGI app wrapping moto's server app, in the same
-process (so moto's state is shared). It passes everything through to moto
-and adds:
+process (so moto's state is shared: its STS, SQS and EventBridge answer on
+the same port). It passes everything through to moto and adds:
 
 - GetExecutionHistory paging: `maxResults`, `nextToken`, `reverseOrder` and
   `includeExecutionData`, with opaque tokens and `InvalidToken` for bad ones;
@@ -11,17 +11,37 @@ and adds:
   answer, and a ValidationException for an execution that is not running;
 - RedriveExecution (moto has none): the execution is RUNNING again with
   `redriveCount` + 1 and an ExecutionRedriven event; `/fakeaws/finish`
-  then ends it with events of the caller's choosing;
-- AWS's token buckets per region and operation (off unless configured),
-  answering `ThrottlingException` like AWS when a bucket is empty;
+  then ends it with events of the caller's choosing, or StopExecution does;
+- the `stopDate` of a TIMED_OUT execution (DescribeExecution, ListExecutions),
+  which moto leaves out;
+- Step Functions' EventBridge events (moto sends none, see fakeaws.events):
+  "Step Functions Execution Status Change" from `aws.states` on the default
+  bus of the execution's account and region, for every status change of a
+  Standard execution (start, end, stop, redrive, finish), with delivery
+  faults on demand (drop, duplicate, delay, off);
+- AWS's token buckets per account, region and operation (off unless
+  configured), answering `ThrottlingException` like AWS when one is empty;
+  the account is moto's for the request's access key, so credentials of an
+  assumed role count against the role's account;
 - injected faults: throttle a share of calls (for a while, or for good), or
   all calls for a while; DescribeExecution not knowing young executions
   (eventual consistency); extra latency; pages shorter than maxResults;
-- a count of every call per operation, and of the throttled ones.
+- a count of every call per operation, per "account:region" and operation,
+  and of the throttled ones.
 
-Control endpoints (JSON): GET /fakeaws/calls, POST /fakeaws/reset,
-POST /fakeaws/config {"quotas": "aws" | {...} | null, "faults": {...}},
-POST /fakeaws/finish {"executionArn", "status", "events": [...], "output"}.
+All of it works for executions of any account (an ARN says whose it is).
+
+Control endpoints (JSON):
+- GET /fakeaws/calls: {"calls", "throttled": {operation: n}, "by_execution":
+  {arn: {operation: n}}, "by_target", "throttled_by_target":
+  {"account:region": {operation: n}}, "events": {outcome: n}};
+- GET /fakeaws/events: {"settings", "counts": {"emitted", "delivered",
+  "dropped", "duplicated", "failed"}, "pending", "emitted": [{"executionArn",
+  "status", "redriveCount", "time", "copies"}, ...] (the last 5,000)};
+- POST /fakeaws/reset;
+- POST /fakeaws/config {"quotas": "aws" | {...} | null, "faults": {...},
+  "events": {"enabled", "drop_fraction", "duplicate_fraction", "delay_seconds"}};
+- POST /fakeaws/finish {"executionArn", "status", "events": [...], "output"}.
 """
 
 from __future__ import annotations
@@ -30,14 +50,18 @@ import base64
 import datetime as dt
 import io
 import json
+import math
+import os
 import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .events import StatusEvents, epoch_seconds, status_change_detail, watch_execution_ends
 
 # AWS's us-east-1 numbers: (bucket size, refill per second).
 AWS_QUOTAS: dict[str, tuple[float, float]] = {
@@ -53,6 +77,10 @@ AWS_QUOTAS: dict[str, tuple[float, float]] = {
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 OPEN = ("RUNNING", "PENDING_REDRIVE")
 TERMINAL = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
+# Ends of executions not (yet) known to be this app's, kept for the start
+# that may still be on its way (see `_started`); bounded, since executions
+# of other apps in the process end here too.
+ENDED_EARLY_KEEP = 10_000
 
 StartResponse = Callable[..., Any]
 
@@ -103,7 +131,9 @@ class Overlay:
     stop_date: float | None = None
     redrive_count: int = 0
     redrive_date: float | None = None
+    # Of the redriven run, which moto knows nothing of.
     status: str | None = None
+    end_date: float | None = None
     output: str | None = None
     error: str | None = None
     cause: str | None = None
@@ -122,19 +152,31 @@ class FaithfulStepFunctions:
         self.inner = inner
         self.lock = threading.Lock()
         self.random = random.Random(seed)
+        self.events = StatusEvents(self.random)
         self.reset()
+        watch_execution_ends(self)
 
     def reset(self) -> None:
+        self.events.reset()
         with self.lock:
             self.calls: Counter[str] = Counter()
             # (operation, executionArn) for the calls about one execution.
             self.calls_by_execution: Counter[tuple[str, str]] = Counter()
             self.throttled: Counter[str] = Counter()
+            # ("account:region", operation), as AWS's quotas are counted.
+            self.calls_by_target: Counter[tuple[str, str]] = Counter()
+            self.throttled_by_target: Counter[tuple[str, str]] = Counter()
             self.quotas: dict[str, tuple[float, float]] | None = None
-            self.buckets: dict[tuple[str, str], TokenBucket] = {}
+            self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
             self.faults = Faults()
             self.overlays: dict[str, Overlay] = {}
             self.final_histories: dict[str, list[dict[str, Any]]] = {}
+            # Executions started through this app: False while their RUNNING
+            # event is being emitted, True once it has been.
+            self.started_here: dict[str, bool] = {}
+            self.ended_early: OrderedDict[str, None] = OrderedDict()
+            # Executions a StopExecution here is ending: it reports the ABORTED.
+            self.stopping: set[str] = set()
 
     # --- WSGI ------------------------------------------------------------------
 
@@ -148,17 +190,20 @@ class FaithfulStepFunctions:
         operation = target.split(".", 1)[1]
         body = _read_body(environ)
         region = _region(environ)
+        account = _account(environ)
         try:
             params = json.loads(body or b"{}")
         except ValueError:
             return _error(start_response, "SerializationException", "Malformed JSON body")
         with self.lock:
             self.calls[operation] += 1
+            self.calls_by_target[(f"{account}:{region}", operation)] += 1
             if isinstance(params, dict) and "executionArn" in params:
                 self.calls_by_execution[(operation, str(params["executionArn"]))] += 1
-            refused = self._throttle(region, operation)
+            refused = self._throttle(account, region, operation)
             if refused:
                 self.throttled[operation] += 1
+                self.throttled_by_target[(f"{account}:{region}", operation)] += 1
             latency = self.faults.latency_seconds
         if latency:
             time.sleep(latency)
@@ -169,7 +214,7 @@ class FaithfulStepFunctions:
             return self._forward(environ, body, start_response)
         return handler(environ, params, start_response)
 
-    def _throttle(self, region: str, operation: str) -> bool:
+    def _throttle(self, account: str, region: str, operation: str) -> bool:
         f = self.faults
         if not f.throttle_operations or operation in f.throttle_operations:
             if time.monotonic() < f.throttle_until:
@@ -182,9 +227,11 @@ class FaithfulStepFunctions:
                 return True
         if self.quotas is None or operation not in self.quotas:
             return False
-        bucket = self.buckets.get((region, operation))
+        # AWS's buckets are per account, region and operation.
+        key = (account, region, operation)
+        bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[(region, operation)] = TokenBucket(*self.quotas[operation])
+            bucket = self.buckets[key] = TokenBucket(*self.quotas[operation])
         return not bucket.take()
 
     # --- Talking to moto ---------------------------------------------------------
@@ -216,12 +263,38 @@ class FaithfulStepFunctions:
 
     # --- Operations ----------------------------------------------------------------
 
+    def _op_StartExecution(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        # moto's own answer goes back untouched; only its ARN is needed here.
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured["status"], captured["headers"] = status, headers
+
+        body = b"".join(self._forward(environ, json.dumps(params).encode(), capture))
+        if captured["status"].startswith("200"):
+            try:
+                arn = str(json.loads(body)["executionArn"])
+            except (ValueError, KeyError, TypeError):
+                arn = ""
+            if arn:
+                self._started(arn)
+        start_response(captured["status"], captured["headers"])
+        return [body]
+
     def _op_DescribeExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         status, data = self._moto(environ, "DescribeExecution", params)
         if status != 200:
             return _respond(start_response, status, data)
+        if data.get("status") == "TIMED_OUT" and "stopDate" not in data:
+            # moto leaves it out for TIMED_OUT alone; AWS has it, and so
+            # does the TIMED_OUT event.
+            execution = _find_execution(str(data.get("executionArn", "")))
+            if execution is not None and execution.stop_date is not None:
+                data["stopDate"] = epoch_seconds(execution.stop_date)
         lag = self.faults.describe_lag_seconds
         if lag and time.time() - float(data.get("startDate", 0)) < lag:
             return _error(
@@ -253,11 +326,14 @@ class FaithfulStepFunctions:
                     {**params, "maxResults": 1000, "nextToken": data["nextToken"]},
                 )
                 items.extend(data.get("executions", []))
-            items = [self._overlay_execution(i) for i in items]
+            items = [_timed_out_stop(self._overlay_execution(i)) for i in items]
             if wanted:
                 items = [i for i in items if i["status"] == wanted]
             return self._page(start_response, "executions", items, size, token, params)
-        return self._forward(environ, json.dumps(params).encode(), start_response)
+        status, data = self._moto(environ, "ListExecutions", params)
+        if status == 200:
+            data["executions"] = [_timed_out_stop(i) for i in data.get("executions", [])]
+        return _respond(start_response, status, data)
 
     def _op_GetExecutionHistory(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
@@ -296,26 +372,77 @@ class FaithfulStepFunctions:
             return _respond(start_response, status, data)
         if self._overlay_execution(data)["status"] not in OPEN:
             return _error(start_response, "ValidationException", "Execution Is Not Running")
+        overlay = self.overlays.get(arn)
+        if overlay is not None and overlay.status in OPEN:
+            return self._stop_redriven(arn, overlay, params, start_response)
+        with self.lock:
+            self.stopping.add(arn)
         status, answer = self._moto(environ, "StopExecution", {"executionArn": arn})
         if status != 200:
+            with self.lock:
+                self.stopping.discard(arn)
             return _respond(start_response, status, answer)
-        # moto's interpreter thread writes ExecutionAborted a moment later;
-        # AWS has it in the history by the time StopExecution answers.
+        # moto's interpreter thread writes ExecutionAborted, then sets the
+        # status, a moment later; AWS has both by the time StopExecution
+        # answers (and the ABORTED event needs the status).
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             _, history = self._history(environ, arn)
             found = history.get("events") or [{}]
-            if found[-1].get("type") in TERMINAL:
+            execution = _find_execution(arn)
+            if found[-1].get("type") in TERMINAL and (
+                execution is None or execution.status != "RUNNING"
+            ):
                 break
             time.sleep(0.01)
         with self.lock:
             overlay = self.overlays.setdefault(arn, Overlay())
             overlay.stop_error = params.get("error")
             overlay.stop_cause = params.get("cause")
-            overlay.stop_date = float(answer.get("stopDate") or time.time())
-            if overlay.status in OPEN:
-                overlay.status = "ABORTED"
+            overlay.stop_date = float(answer.get("stopDate") or _now())
+            # Who reports the ABORTED, decided under the lock that
+            # `execution_ended` takes: here if moto has set the status (its
+            # hook then stays quiet), else the hook, once it does (the
+            # reasons above are in place by then).
+            execution = _find_execution(arn)
+            report_here = execution is None or execution.status != "RUNNING"
+            if not report_here:
+                self.stopping.discard(arn)
+        if report_here:
+            # Only if the stop did end it: an execution that ended by itself
+            # a moment before had its own event from moto's thread.
+            self._emit(arn, only_if="ABORTED")
         return _respond(start_response, 200, {"stopDate": overlay.stop_date})
+
+    def _stop_redriven(
+        self,
+        arn: str,
+        overlay: Overlay,
+        params: dict[str, Any],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Stop a redriven run: moto's own run ended before the redrive, so
+        the stop is all ours (status, dates, reasons, the ExecutionAborted event)."""
+        now = _now()
+        details = {k: params[k] for k in ("error", "cause") if params.get(k)}
+        with self.lock:
+            overlay.status = "ABORTED"
+            overlay.end_date = now
+            overlay.output = None
+            overlay.error = params.get("error") or None
+            overlay.cause = params.get("cause") or None
+            last_id = overlay.extra_events[-1]["id"] if overlay.extra_events else 0
+            overlay.extra_events.append(
+                {
+                    "timestamp": now,
+                    "type": "ExecutionAborted",
+                    "id": last_id + 1,
+                    "previousEventId": last_id,
+                    "executionAbortedEventDetails": details,
+                }
+            )
+        self._emit(arn)
+        return _respond(start_response, 200, {"stopDate": now})
 
     def _op_RedriveExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
@@ -332,13 +459,13 @@ class FaithfulStepFunctions:
                 f"Execution with status {current} cannot be redriven",
             )
         status, history = self._history(environ, arn)
-        now = time.time()
+        now = _now()
         with self.lock:
             overlay = self.overlays.setdefault(arn, Overlay())
             overlay.redrive_count += 1
             overlay.redrive_date = now
             overlay.status = "RUNNING"
-            overlay.output = overlay.error = overlay.cause = None
+            overlay.output = overlay.error = overlay.cause = overlay.end_date = None
             events = self._overlay_history(history.get("events", []), overlay)
             overlay.extra_events.append(
                 {
@@ -349,6 +476,7 @@ class FaithfulStepFunctions:
                     "executionRedrivenEventDetails": {"redriveCount": overlay.redrive_count},
                 }
             )
+        self._emit(arn)
         return _respond(start_response, 200, {"redriveDate": now})
 
     def _history(self, environ: dict[str, Any], arn: str) -> tuple[int, Any]:
@@ -396,9 +524,13 @@ class FaithfulStepFunctions:
             out["status"] = overlay.status or out["status"]
             if out["status"] in OPEN:
                 out.pop("stopDate", None)
-                for key in ("output", "error", "cause"):
+                for key in ("output", "outputDetails", "error", "cause"):
                     out.pop(key, None)
             else:
+                # The redriven run's end, not moto's first one (whose error
+                # would otherwise show on a redrive that succeeded).
+                if overlay.end_date is not None:
+                    out["stopDate"] = overlay.end_date
                 for key, value in (
                     ("output", overlay.output),
                     ("error", overlay.error),
@@ -406,6 +538,12 @@ class FaithfulStepFunctions:
                 ):
                     if value is not None:
                         out[key] = value
+                    else:
+                        out.pop(key, None)
+                if out["status"] == "SUCCEEDED" and "output" in out:
+                    out["outputDetails"] = {"included": True}
+                else:
+                    out.pop("outputDetails", None)
         return out
 
     def _overlay_history(
@@ -439,9 +577,72 @@ class FaithfulStepFunctions:
                 )
                 next_id += 1
             overlay.status = status
+            overlay.end_date = _now()
             overlay.output = result.get("output")
             overlay.error = result.get("error")
             overlay.cause = result.get("cause")
+        self._emit(arn)
+
+    # --- Status-change events --------------------------------------------------------
+
+    def _started(self, arn: str) -> None:
+        """StartExecution answered: the RUNNING event, and the end if it came first."""
+        with self.lock:
+            if arn in self.started_here:
+                # AWS's idempotent start (same name and input): no new execution.
+                return
+            self.started_here[arn] = False
+        self._emit(arn, as_status="RUNNING")
+        with self.lock:
+            self.started_here[arn] = True
+            ended = arn in self.ended_early
+            if ended:
+                del self.ended_early[arn]
+        if ended:
+            self._emit(arn)
+
+    def stopping_through_api(self, arn: str) -> bool:
+        with self.lock:
+            return arn in self.stopping
+
+    def execution_ended(self, execution: Any, stopped_through_api: bool) -> None:
+        """moto ended an execution (from its thread, see fakeaws.events)."""
+        arn = str(execution.exec_arn)
+        with self.lock:
+            if not self.started_here.get(arn):
+                # Not ours, or its RUNNING event is still being emitted:
+                # `_started` emits this end after it, in order.
+                self.ended_early[arn] = None
+                while len(self.ended_early) > ENDED_EARLY_KEEP:
+                    self.ended_early.popitem(last=False)
+                return
+        if stopped_through_api and execution.status == "ABORTED":
+            # `_op_StopExecution` reports it, with the stop's error and cause.
+            return
+        self._emit(arn, execution=execution)
+
+    def _emit(
+        self,
+        arn: str,
+        as_status: str | None = None,
+        only_if: str | None = None,
+        execution: Any = None,
+    ) -> None:
+        """The status-change event of `arn`, from what DescribeExecution says of it now."""
+        if not self.events.enabled:
+            return
+        execution = execution or _find_execution(arn)
+        if execution is None or _machine_type(execution) != "STANDARD":
+            return
+        described = self._overlay_execution(_described(execution))
+        if only_if and described["status"] != only_if:
+            return
+        detail = status_change_detail(described, as_status)
+        if detail["status"] in OPEN:
+            when = described.get("redriveDate") or described.get("startDate")
+        else:
+            when = described.get("stopDate")
+        self.events.emit(detail, float(when or _now()))
 
     # --- Paging --------------------------------------------------------------------
 
@@ -478,19 +679,22 @@ class FaithfulStepFunctions:
     ) -> Iterable[bytes]:
         body = json.loads(_read_body(environ) or b"{}")
         if path == "/fakeaws/calls":
+            events = self.events.counted()
             with self.lock:
-                by_execution: dict[str, dict[str, int]] = {}
-                for (op, arn), n in self.calls_by_execution.items():
-                    by_execution.setdefault(arn, {})[op] = n
                 return _respond(
                     start_response,
                     200,
                     {
                         "calls": dict(self.calls),
                         "throttled": dict(self.throttled),
-                        "by_execution": by_execution,
+                        "by_execution": _nested(self.calls_by_execution, outer=1),
+                        "by_target": _nested(self.calls_by_target, outer=0),
+                        "throttled_by_target": _nested(self.throttled_by_target, outer=0),
+                        "events": events,
                     },
                 )
+        if path == "/fakeaws/events":
+            return _respond(start_response, 200, self.events.snapshot())
         if path == "/fakeaws/reset":
             self.reset()
             return _respond(start_response, 200, {})
@@ -504,7 +708,16 @@ class FaithfulStepFunctions:
             return _respond(start_response, 200, {})
         return _respond(start_response, 404, {"message": f"no such control endpoint {path}"})
 
-    def configure(self, quotas: Any = "unchanged", faults: dict[str, Any] | None = None) -> None:
+    def configure(
+        self,
+        quotas: Any = "unchanged",
+        faults: dict[str, Any] | None = None,
+        events: dict[str, Any] | None = None,
+    ) -> None:
+        """Set what is given; `faults` and `events` replace the whole previous
+        setting (`{}`: none), `quotas` "aws", {operation: (size, refill)} or None."""
+        if events is not None:
+            self.events.configure(**events)
         with self.lock:
             if quotas != "unchanged":
                 self.quotas = AWS_QUOTAS if quotas == "aws" else quotas
@@ -519,6 +732,92 @@ class FaithfulStepFunctions:
                         "throttle_fraction_for_seconds"
                     )
                 self.faults = Faults(**faults)
+
+
+def _find_execution(arn: str) -> Any:
+    """moto's object for an execution ARN (of any account and region), or None."""
+    parts = arn.split(":")
+    if len(parts) != 8 or parts[5] != "execution":
+        return None
+    from moto.stepfunctions.responses import get_backend
+
+    backend = get_backend(parts[4], parts[3])
+    machine_arn = ":".join([*parts[:5], "stateMachine", parts[6]])
+    machine = next((m for m in backend.state_machines if m.arn == machine_arn), None)
+    if machine is None:
+        return None
+    # Executions of a published version are kept by the version.
+    owners: list[Any] = [machine, *machine.versions.values()]
+    for owner in owners:
+        # The newest last: a start looks up the one it just made.
+        for execution in reversed(owner.executions):
+            if execution.execution_arn == arn:
+                return execution
+    return None
+
+
+def _timed_out_stop(item: dict[str, Any]) -> dict[str, Any]:
+    """moto leaves the stopDate out of a TIMED_OUT execution (AWS does not)."""
+    if item.get("status") == "TIMED_OUT" and "stopDate" not in item:
+        execution = _find_execution(str(item.get("executionArn", "")))
+        if execution is not None and execution.stop_date is not None:
+            item = {**item, "stopDate": epoch_seconds(execution.stop_date)}
+    return item
+
+
+def _machine_type(execution: Any) -> str:
+    # moto's `sm_type` says STANDARD for every machine; `type` is the real one.
+    machine = getattr(execution, "state_machine", None)
+    if machine is None:
+        from moto.stepfunctions.responses import get_backend
+
+        parts = str(execution.execution_arn).split(":")
+        try:
+            machine = get_backend(parts[4], parts[3]).describe_state_machine(
+                execution.state_machine_arn
+            )
+        except Exception:
+            return "STANDARD"
+    return str(getattr(machine, "type", "STANDARD"))
+
+
+def _described(execution: Any) -> dict[str, Any]:
+    """moto's DescribeExecution answer for `execution`, parsed, without going
+    through its HTTP layer (milliseconds a call, in moto's execution thread).
+
+    Mirrors `moto.stepfunctions.responses.StepFunctionResponse.describe_execution`,
+    plus the stopDate of TIMED_OUT, as `_op_DescribeExecution` adds it.
+    """
+    status = str(execution.status)
+    out: dict[str, Any] = {
+        "executionArn": execution.execution_arn,
+        "input": execution.execution_input,
+        "name": execution.name,
+        "startDate": epoch_seconds(execution.start_date),
+        "stateMachineArn": execution.state_machine_arn,
+        "status": status,
+    }
+    if status in ("SUCCEEDED", "ABORTED", "FAILED", "TIMED_OUT") and execution.stop_date:
+        out["stopDate"] = epoch_seconds(execution.stop_date)
+    if status == "SUCCEEDED":
+        if isinstance(execution.output, str):
+            out["output"] = execution.output
+        elif execution.output is not None:
+            out["output"] = json.dumps(execution.output)
+        out["outputDetails"] = execution.output_details
+    if execution.error is not None:
+        out["error"] = execution.error
+    if execution.cause is not None:
+        out["cause"] = execution.cause
+    return out
+
+
+def _nested(counts: Counter[tuple[str, str]], outer: int) -> dict[str, dict[str, int]]:
+    """{(a, b): n} as {a: {b: n}} (outer=0) or {b: {a: n}} (outer=1)."""
+    out: dict[str, dict[str, int]] = {}
+    for key, n in counts.items():
+        out.setdefault(key[outer], {})[key[1 - outer]] = n
+    return out
 
 
 def _scope_key(scope: dict[str, Any]) -> str:
@@ -545,6 +844,26 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 def _region(environ: dict[str, Any]) -> str:
     match = _CREDENTIAL_REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
     return match.group(1) if match else "us-east-1"
+
+
+def _account(environ: dict[str, Any]) -> str:
+    """The account moto serves the request from, found the way moto finds it
+    (`BaseResponse.get_current_account`): assumed-role keys map to the role's
+    account, any other key to moto's default one."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+        return str(environ["HTTP_X_MOTO_ACCOUNT_ID"])
+    from moto.core.responses import BaseResponse
+    from moto.iam.models import get_account_id_from
+
+    match = BaseResponse.access_key_regex.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE")
+
+
+def _now() -> float:
+    """time.time() truncated to the millisecond, as AWS's dates are."""
+    return math.floor(time.time() * 1000) / 1000
 
 
 def _respond(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
