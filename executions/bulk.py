@@ -98,6 +98,8 @@ class Selection:
         params = [("status", s) for s in f.statuses]
         if f.state_machine_arn:
             params.append(("state_machine", f.state_machine_arn))
+        params.extend(("account", a) for a in f.accounts)
+        params.extend(("region", r) for r in f.regions)
         if f.q:
             params.append(("q", f.q))
         if f.started_after:
@@ -116,6 +118,8 @@ class Selection:
         return {
             "statuses": list(f.statuses),
             "state_machine": f.state_machine_arn,
+            "accounts": list(f.accounts),
+            "regions": list(f.regions),
             "q": f.q,
             "started_after": _iso(f.started_after) if f.started_after else None,
             "started_before": _iso(f.started_before) if f.started_before else None,
@@ -133,6 +137,10 @@ class Selection:
             parts.append(f"of {_state_machine_name(f.state_machine_arn)}")
         else:
             parts.append("of every state machine")
+        if f.accounts:
+            parts.append(f"in account{'s' if len(f.accounts) > 1 else ''} {', '.join(f.accounts)}")
+        if f.regions:
+            parts.append(f"in {', '.join(f.regions)}")
         if self.in_state is not None:
             parts.append(f"in the state {self.in_state}" if self.in_state else "in no state yet")
         if f.q:

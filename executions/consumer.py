@@ -146,7 +146,8 @@ class Consumer:
         return True
 
     def _record(self, batch: Batch) -> None:
-        """The heartbeat, the counts of this minute, and now and then the queue's depth."""
+        """The heartbeat (the queue was read), the counts of this minute, and
+        now and then the queue's depth."""
         now = timezone.now()
         fields: dict[str, Any] = {
             "heartbeat_at": now,
@@ -180,11 +181,11 @@ class Consumer:
                 )
 
     def failed(self, error: str) -> None:
-        """A receive failed: say so on /sync/ (the heartbeat goes on)."""
+        """A receive failed: say so on /sync/. No heartbeat: events that cannot
+        be read are not flowing, and after SFNUI_EVENTS_HEARTBEAT the sync
+        polls as if they were off."""
         now = timezone.now()
-        EventQueue.objects.filter(pk=self.row.pk).update(
-            heartbeat_at=now, last_error=error[:4000], last_error_at=now
-        )
+        EventQueue.objects.filter(pk=self.row.pk).update(last_error=error[:4000], last_error_at=now)
 
 
 def run(urls: list[str], stop: threading.Event) -> None:

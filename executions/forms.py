@@ -11,6 +11,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from . import aws, places
 from .arns import NotAnArn, parse_state_machine_arn
 from .models import ExecutionStatus
 from .queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
@@ -58,6 +59,76 @@ class StatusesField(forms.MultipleChoiceField):
                 )
 
 
+class _RepeatedField(forms.Field):
+    """A parameter that may be repeated (?account=A&account=B) or
+    comma-separated, as `status` is."""
+
+    # Reads every value of the parameter, not the last one only.
+    widget = forms.MultipleHiddenInput
+    # At most this many values: an IN list, not a way to send megabytes.
+    MAX_VALUES = 50
+    what = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def normalize(self, part: str) -> str:
+        return part
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        out: list[str] = []
+        for item in value:
+            for part in str(item).split(","):
+                part = self.normalize(part.strip())
+                if part and part not in out:
+                    out.append(part)
+        if len(out) > self.MAX_VALUES:
+            raise ValidationError(f"at most {self.MAX_VALUES} {self.what}s", code="max_values")
+        return out
+
+    def check(self, item: str) -> None:
+        raise NotImplementedError
+
+    def validate(self, value: Any) -> None:
+        for item in value:
+            self.check(item)
+
+
+class AccountsField(_RepeatedField):
+    """`account`: AWS account ids (12 digits), as the state machines' ARNs carry them."""
+
+    what = "account"
+
+    def check(self, item: str) -> None:
+        if not places.ACCOUNT.fullmatch(item):
+            raise ValidationError(
+                f"{_shown(item)} is not an AWS account id (12 digits, e.g. 123456789012)",
+                code="invalid",
+            )
+
+
+class RegionsField(_RepeatedField):
+    """`region`: AWS region names, in any case."""
+
+    what = "region"
+
+    def normalize(self, part: str) -> str:
+        return part.lower()
+
+    def check(self, item: str) -> None:
+        if not places.REGION.fullmatch(item):
+            raise ValidationError(
+                f"{_shown(item)} is not an AWS region name (e.g. us-east-1)", code="invalid"
+            )
+        if item not in aws.known_regions():
+            raise ValidationError(f"AWS has no region {_shown(item)}", code="invalid")
+
+
 class IsoDateTimeField(forms.Field):
     """ISO 8601, with or without a zone. A time without a zone is in the page's
     zone (?tz=), so that what a person types means what the page shows."""
@@ -87,6 +158,8 @@ class ExecutionFilterForm(forms.Form):
 
     status = StatusesField()
     state_machine = forms.CharField(required=False, max_length=2048)
+    account = AccountsField()
+    region = RegionsField()
     q = forms.CharField(required=False, max_length=MAX_QUERY)
     started_after = IsoDateTimeField(required=False)
     started_before = IsoDateTimeField(required=False)
@@ -161,6 +234,8 @@ class ExecutionFilterForm(forms.Form):
             # All six is no status filter at all (and uses the plain index).
             statuses=() if len(statuses) == len(STATUSES) else statuses,
             state_machine_arn=data["state_machine"],
+            accounts=tuple(sorted(data["account"])),
+            regions=tuple(sorted(data["region"])),
             q=data["q"],
             started_after=data["started_after"],
             started_before=data["started_before"],

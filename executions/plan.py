@@ -69,7 +69,7 @@ class ListingPlan:
     @property
     def stretched(self) -> bool:
         """The budget cannot pay for the configured intervals at this size."""
-        base_busy, base_idle = _base_intervals(self.events)
+        base_busy, base_idle = base_intervals(self.events)
         return self.busy_interval > base_busy + 1e-6 or self.idle_interval > base_idle + 1e-6
 
     def interval(self, busy: bool) -> float:
@@ -81,7 +81,7 @@ class ListingPlan:
         return self.interval(busy) + settings.SFNUI_SYNC_TICK
 
 
-def _base_intervals(events: bool) -> tuple[float, float]:
+def base_intervals(events: bool) -> tuple[float, float]:
     if events:
         reconcile = settings.SFNUI_RECONCILE_INTERVAL
         return reconcile, reconcile
@@ -94,7 +94,7 @@ def compute(
     account: str, region: str, busy: int, idle: int, rate: float, events: bool
 ) -> ListingPlan:
     """The intervals that fit `busy` and `idle` state machines into `rate` calls a second."""
-    base_busy, base_idle = _base_intervals(events)
+    base_busy, base_idle = base_intervals(events)
     available = max(rate * LISTING_SHARE, 1e-6)
     busy_interval, idle_interval = base_busy, base_idle
     busy_demand = busy * BUSY_COST / base_busy

@@ -27,6 +27,7 @@ from typing import Any
 
 from django.db import connections
 from django.db.models import (
+    BigIntegerField,
     Case,
     DateTimeField,
     ExpressionWrapper,
@@ -59,6 +60,11 @@ _UNINDEXED_START = ExpressionWrapper(
     F("start_date") + Value(dt.timedelta(0)), output_field=DateTimeField()
 )
 
+# The state machine as an expression no index serves (see matching).
+_UNINDEXED_STATE_MACHINE = ExpressionWrapper(
+    F("state_machine_id") + Value(0), output_field=BigIntegerField()
+)
+
 STATUSES: tuple[str, ...] = tuple(ExecutionStatus.values)
 # What a list row needs: never the input or output (up to 256 KiB each).
 ROW_FIELDS = (
@@ -72,6 +78,8 @@ ROW_FIELDS = (
     "state_machine",
     "state_machine__arn",
     "state_machine__name",
+    "state_machine__account",
+    "state_machine__region",
 )
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -82,6 +90,9 @@ _CURSOR = re.compile(r"([np])(-?\d{1,18})\.(\d{1,19})")
 class Filters:
     statuses: tuple[str, ...] = ()
     state_machine_arn: str = ""
+    # Of the state machine (its ARN's account and region).
+    accounts: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
     q: str = ""
     started_after: dt.datetime | None = None
     started_before: dt.datetime | None = None
@@ -91,6 +102,8 @@ class Filters:
         return bool(
             self.statuses
             or self.state_machine_arn
+            or self.accounts
+            or self.regions
             or self.q
             or self.started_after
             or self.started_before
@@ -157,14 +170,38 @@ class Counts:
         return all(c.exact for c in self.by_status)
 
 
-def matching(filters: Filters, *, with_status: bool = True) -> QuerySet[Execution]:
-    """Executions that pass the filters (the status one only if asked), unordered."""
+def matching(
+    filters: Filters, *, with_status: bool = True, in_start_order: bool = False
+) -> QuerySet[Execution]:
+    """Executions that pass the filters (the status one only if asked), unordered.
+    `in_start_order`: for a query that walks them newest first (see below)."""
     qs = Execution.objects.all()
     if filters.state_machine_arn:
         # A scalar subquery rather than a join: the database looks the state
         # machine up once and then walks exec_sm_start_idx in order.
         sm_id = StateMachine.objects.filter(arn=filters.state_machine_arn).values("id")[:1]
         qs = qs.filter(state_machine_id=Subquery(sm_id))
+    if filters.accounts or filters.regions:
+        # Through a subquery (sm_account_region_idx finds the state machines)
+        # rather than a join, so that the counts stay one statement.
+        machines = StateMachine.objects.all()
+        if filters.accounts:
+            machines = machines.filter(account__in=filters.accounts)
+        if filters.regions:
+            machines = machines.filter(region__in=filters.regions)
+        if in_start_order:
+            # A page walks its start index and tests each row against the
+            # short list of state machines. Left to itself, the planner may
+            # read every execution of them through exec_sm_start_idx and sort
+            # them all instead (SQLite does, having no statistics): millions
+            # of rows for a busy account, to show 50.
+            qs = qs.alias(sm_unindexed=_UNINDEXED_STATE_MACHINE).filter(
+                sm_unindexed__in=machines.values("id")
+            )
+        else:
+            # Counts per status: one seek of exec_sm_status_start_idx per
+            # state machine, each capped.
+            qs = qs.filter(state_machine_id__in=machines.values("id"))
     if filters.started_after is not None:
         qs = qs.filter(start_date__gte=filters.started_after)
     if filters.started_before is not None:
@@ -240,12 +277,12 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
     """One page of the list, newest first, in one query (two for a name search
     that is rare near the cursor, see _bounded)."""
     size = per_page + 1
-    qs = matching(filters)
+    qs = matching(filters, in_start_order=True)
     if len(filters.statuses) > 1:
         qs = qs.filter(status__in=filters.statuses)
     # SQLite has no trigram index: walking is all it can do there.
     search = bool(filters.q) and connections[qs.db].vendor == "postgresql"
-    plain = matching(replace(filters, q=""))
+    plain = matching(replace(filters, q=""), in_start_order=True)
 
     def walk(member: QuerySet[Execution], status: str | None) -> Any:
         if not search:
@@ -323,7 +360,7 @@ def _search_counts(filters: Filters, first_page: Page | None) -> Counts:
         return Counts([StatusCount(status, found[status], True) for status in STATUSES])
     hit = Case(When(name__icontains=filters.q, then=Value(1)), default=Value(0))
     newest = (
-        matching(replace(filters, q=""), with_status=False)
+        matching(replace(filters, q=""), with_status=False, in_start_order=True)
         .annotate(hit=hit)
         .order_by("-start_date", "-id")
         .values("status", "hit")[:SEARCH_WINDOW]

@@ -51,7 +51,9 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
         due.extend((t.key, region, pk) for pk in _due_executions(t.key, region, now))
     # Executions of what no identity reads on a schedule (looked up by ARN
     # in another region) are synced too, a few at a time.
-    due.extend(("", region, pk) for pk, region in _due_elsewhere(now))
+    due.extend(
+        (aws.key_for(account, region), region, pk) for pk, account, region in _due_elsewhere(now)
+    )
     work.batches = _claim_batches(due, until)
     return work
 
@@ -105,7 +107,7 @@ def _due_executions(account: str, region: str, now: dt.datetime) -> list[int]:
     return due
 
 
-def _due_elsewhere(now: dt.datetime) -> list[tuple[int, str]]:
+def _due_elsewhere(now: dt.datetime) -> list[tuple[int, str, str]]:
     scheduled = Q()
     for t, region in aws.scheduled():
         scheduled |= Q(state_machine__in=plan.machines(t.key, region, deleted=True).values("pk"))
@@ -113,7 +115,7 @@ def _due_elsewhere(now: dt.datetime) -> list[tuple[int, str]]:
         Execution.objects.filter(sync_due_at__lte=now)
         .exclude(scheduled)
         .order_by("sync_due_at")
-        .values_list("pk", "state_machine__region")[:ELSEWHERE_PER_TICK]
+        .values_list("pk", "state_machine__account", "state_machine__region")[:ELSEWHERE_PER_TICK]
     )
 
 

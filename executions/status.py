@@ -1,6 +1,7 @@
 """How fresh the cache is, for the bar on every page: "synced 12 s ago", or a
-warning when the sync is failing, throttled, behind or stale, or when this
-process cannot reach the broker and shared cache (Redis)."""
+warning when the sync is failing, throttled, behind or stale, when the events
+consumer stopped, or when this process cannot reach the broker and shared
+cache (Redis)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from .models import Execution, SyncRun
+from .models import EventQueue, Execution, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,35 @@ class SyncStatus:
     # Executions whose news (new, ended, redriven) is not read from AWS yet.
     backlog: int = 0
     services: Services = field(default_factory=Services)
+    # With events configured (SFNUI_EVENTS_QUEUE_URL): when the consumer of
+    # each queue was last heard from (None: never). Empty when events are off.
+    events_heard: tuple[dt.datetime | None, ...] = ()
+
+    @property
+    def events_silent(self) -> int:
+        """Queues whose consumer was not heard from within SFNUI_EVENTS_HEARTBEAT."""
+        since = timezone.now() - dt.timedelta(seconds=settings.SFNUI_EVENTS_HEARTBEAT)
+        return sum(1 for heard in self.events_heard if heard is None or heard < since)
+
+    @property
+    def events_stopped(self) -> bool:
+        """Events are configured and no consumer is heard from: the sync polls as
+        if they were off (plan.events_flowing)."""
+        return bool(self.events_heard) and self.events_silent == len(self.events_heard)
+
+    @property
+    def events_partly_stopped(self) -> bool:
+        """Some queues are read, some not: the sync counts on events everywhere,
+        so changes that only the silent ones carry wait for reconciliation."""
+        return 0 < self.events_silent < len(self.events_heard)
+
+    @property
+    def events_last_heard(self) -> dt.datetime | None:
+        return max((heard for heard in self.events_heard if heard is not None), default=None)
+
+    @property
+    def reconcile_seconds(self) -> float:
+        return float(settings.SFNUI_RECONCILE_INTERVAL)
 
     @property
     def age_seconds(self) -> float | None:
@@ -79,6 +109,7 @@ class SyncStatus:
             or self.behind
             or self.unreachable_since is not None
             or bool(self.services.down)
+            or self.events_silent > 0
         )
 
 
@@ -94,6 +125,11 @@ def current() -> SyncStatus:
         .first()
     )
     since = max(last_ok, now - _WINDOW) if last_ok else now - _WINDOW
+    events_heard = _events_heard() if settings.SFNUI_EVENTS_QUEUE_URL else ()
+    # With events flowing, a queue read is a sync: an idle account's listings
+    # are rare (reconciliation), and its data is as fresh as the last receive.
+    # (Failing runs still count from the last good run: see `since`.)
+    last_ok = max((t for t in (last_ok, *events_heard) if t is not None), default=None)
     # The runs that failed since the last good one, and any throttled (a
     # throttled run is a failed one) in the last minute, in one query.
     recent = list(
@@ -115,7 +151,15 @@ def current() -> SyncStatus:
         # One more query, only while AWS throttles: how much is waiting.
         backlog=_backlog() if throttled else 0,
         services=services(),
+        # One more query, only with events configured.
+        events_heard=events_heard,
     )
+
+
+def _events_heard() -> tuple[dt.datetime | None, ...]:
+    urls = list(settings.SFNUI_EVENTS_QUEUE_URL)
+    heard = dict(EventQueue.objects.filter(url__in=urls).values_list("url", "heartbeat_at"))
+    return tuple(heard.get(url) for url in urls)
 
 
 # Every page shows the bar: its answer is shared by all processes for this

@@ -13,6 +13,7 @@ from .views import (
     runaways,
     state_machines,
     stop,
+    sync_page,
     watch,
 )
 
@@ -37,7 +38,7 @@ urlpatterns = [
         state_machines.state_machine_detail,
         name="state_machine_detail",
     ),
-    path("sync/", health.sync_health, name="sync_health"),
+    path("sync/", sync_page.sync_health, name="sync_health"),
     path("audit/", stop.audit_log, name="audit_log"),
     path("healthz", health.healthz, name="healthz"),
     path("api/executions/", api.execution_list, name="api_execution_list"),

@@ -254,18 +254,23 @@ def env_accounts(name: str) -> list[dict[str, object]]:
     for i, entry in enumerate(entries):
         where = f"{name}[{i}]"
         if not isinstance(entry, dict):
-            raise ImproperlyConfigured(f"{where} must be an object like {{\"role_arn\": ...}}")
+            raise ImproperlyConfigured(f'{where} must be an object like {{"role_arn": ...}}')
         unknown = set(entry) - {"role_arn", "external_id", "regions", "name"}
         if unknown:
             raise ImproperlyConfigured(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
         role_arn = str(entry.get("role_arn") or "").strip()
-        if role_arn and not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", role_arn):
-            raise ImproperlyConfigured(f"{where}.role_arn {role_arn[:100]!r} is not an IAM role ARN")
+        if role_arn and not re.fullmatch(
+            r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", role_arn, re.ASCII
+        ):
+            raise ImproperlyConfigured(
+                f"{where}.role_arn {role_arn[:100]!r} is not an IAM role ARN"
+            )
         regions = entry.get("regions") or SFNUI_REGIONS
         if isinstance(regions, str):
             regions = [r.strip() for r in regions.split(",") if r.strip()]
         if not isinstance(regions, list) or not all(
-            isinstance(r, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", r) for r in regions
+            isinstance(r, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", r)
+            for r in regions
         ):
             raise ImproperlyConfigured(f"{where}.regions must be a list of AWS region names")
         key = role_arn.split(":")[4] if role_arn else "default"

@@ -21,11 +21,13 @@ _counter = itertools.count(1)
 
 
 def state_machine_row(name: str = "order-pipeline", **fields: Any) -> StateMachine:
-    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+    """`account` and `region` (default ACCOUNT, REGION) go into its ARN too, and
+    into the ARNs of its executions."""
+    account = fields.setdefault("account", ACCOUNT)
+    region = fields.setdefault("region", REGION)
+    arn = f"arn:aws:states:{region}:{account}:stateMachine:{name}"
     defaults: dict[str, Any] = {
         "name": name,
-        "region": REGION,
-        "account": ACCOUNT,
         "definition": '{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}',
         "described_at": timezone.now(),
     }
@@ -61,7 +63,7 @@ def execution_row(
     }
     defaults.update(fields)
     return Execution.objects.create(
-        arn=f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm.name}:{name}", **defaults
+        arn=f"arn:aws:states:{sm.region}:{sm.account}:execution:{sm.name}:{name}", **defaults
     )
 
 

@@ -111,6 +111,8 @@ def test_the_list_gives_rows_and_a_cursor(viewer_client: Any) -> None:
         "arn": "arn:aws:states:us-east-1:123456789012:execution:orders:run-4",
         "name": "run-4",
         "state_machine_arn": sm.arn,
+        "account": "123456789012",
+        "region": "us-east-1",
         "status": "SUCCEEDED",
         "start_date": "2024-05-01T12:04:00Z",
         "stop_date": "2024-05-01T12:04:42Z",
@@ -161,6 +163,8 @@ def test_the_list_takes_the_page_filters(viewer_client: Any) -> None:
         ({"cursor": "%%%"}, "cursor"),
         ({"state_machine": "orders"}, "state_machine"),
         ({"per_page": "500"}, "per_page"),
+        ({"account": "prod"}, "account"),
+        ({"region": "moon-base-1"}, "region"),
     ],
 )
 def test_bad_filters_are_a_400_in_json(
@@ -171,6 +175,33 @@ def test_bad_filters_are_a_400_in_json(
     body = response.json()
     assert body["error"] == "Bad query parameter"
     assert f"bad value for {parameter}:" in body["message"]
+
+
+def test_the_list_filters_by_account_and_region_and_says_each(viewer_client: Any) -> None:
+    home = state_machine_row("orders")
+    prod = state_machine_row("orders", account="210987654321", region="eu-west-1")
+    execution_row(home, "home-1", "FAILED", T0)
+    execution_row(prod, "prod-1", "FAILED", T0 + dt.timedelta(minutes=1))
+    execution_row(prod, "prod-2", "RUNNING", T0 + dt.timedelta(minutes=2))
+
+    def rows(**params: Any) -> list[tuple[str, str, str]]:
+        response = viewer_client.get(LIST, params)
+        assert response.status_code == 200
+        return [(e["name"], e["account"], e["region"]) for e in response.json()["executions"]]
+
+    assert rows() == [
+        ("prod-2", "210987654321", "eu-west-1"),
+        ("prod-1", "210987654321", "eu-west-1"),
+        ("home-1", "123456789012", "us-east-1"),
+    ]
+    assert rows(account="123456789012") == [("home-1", "123456789012", "us-east-1")]
+    assert [r[0] for r in rows(region="eu-west-1", status="FAILED")] == ["prod-1"]
+    assert rows(account="123456789012", region="eu-west-1") == []
+    first = viewer_client.get(LIST, {"region": "eu-west-1", "per_page": 1}).json()
+    older = viewer_client.get(LIST, {"region": "eu-west-1", "per_page": 1, "cursor": first["next"]})
+    assert [e["name"] for e in older.json()["executions"]] == ["prod-1"]
+    one = viewer_client.get(detail_url(prod.executions.get(name="prod-2").arn)).json()
+    assert (one["account"], one["region"]) == ("210987654321", "eu-west-1")
 
 
 def test_a_pasted_arn_in_q_is_a_name_search_in_the_api(viewer_client: Any) -> None:
@@ -190,6 +221,8 @@ def test_the_list_query_count_is_fixed(
     # session, user, the page.
     with django_assert_max_num_queries(3):
         viewer_client.get(LIST, {"status": ["FAILED", "SUCCEEDED"]})
+    with django_assert_max_num_queries(3):
+        viewer_client.get(LIST, {"account": "123456789012", "region": "us-east-1"})
 
 
 # --- One execution ---------------------------------------------------------------------
@@ -219,6 +252,8 @@ def test_one_execution_with_everything_a_script_needs(viewer_client: Any) -> Non
         "arn": ex.arn,
         "name": "one",
         "state_machine_arn": ex.state_machine.arn,
+        "account": "123456789012",
+        "region": "us-east-1",
         "status": "FAILED",
         "is_final": True,
         "start_date": "2024-05-01T12:00:00Z",
@@ -259,6 +294,26 @@ def test_an_arn_aws_does_not_know_is_a_404_in_json(viewer_client: Any, fake_aws:
     assert response.status_code == 404
     assert response.json()["error"] == "Execution not found"
     assert "AWS does not know" in response.json()["message"]
+
+
+def test_an_arn_of_a_region_no_identity_reads_is_a_404_in_json(
+    viewer_client: Any, settings: Any
+) -> None:
+    settings.SFNUI_ACCOUNTS = [
+        {
+            "role_arn": "arn:aws:iam::210987654321:role/reader",
+            "external_id": "",
+            "regions": ["us-east-1"],
+            "name": "prod",
+        }
+    ]
+    arn = "arn:aws:states:us-east-1:123456789012:execution:orders:run-1"
+    response = viewer_client.get(detail_url(arn))
+    assert response.status_code == 404
+    body = response.json()
+    assert body["error"] == "Not an account or region this dashboard reads"
+    assert "this dashboard does not read account 123456789012" in body["message"]
+    assert "prod (210987654321) in us-east-1" in body["message"]
 
 
 def test_anonymous_callers_cannot_make_it_call_aws(client: Any, fake_aws: Any) -> None:

@@ -675,3 +675,23 @@ def test_the_list_offers_picking_running_rows_to_operators_only(
     viewer_body = viewer_client.get(url, {"state_machine": sm.arn}).content.decode()
     assert 'name="execution"' not in viewer_body
     assert "bulk-select" not in viewer_body
+
+
+def test_a_selection_by_account_and_region_stays_that_selection_through_the_confirmation(
+    operator_client: Client,
+) -> None:
+    prod = state_machine_row("nightly", account="210987654321", region="eu-west-1")
+    home = state_machine_row("nightly")
+    ours = [execution_row(prod, f"p-{i}", "RUNNING") for i in range(2)]
+    execution_row(home, "h-1", "RUNNING")
+    dry = operator_client.get(URL, {"account": "210987654321", "region": "eu-west-1"})
+    assert dry.status_code == 200
+    assert dry.context["dry"].count == 2
+    assert sorted(dry.context["dry"].ids) == sorted(e.pk for e in ours)
+    query = dry.context["selection_query"]
+    assert ("account", "210987654321") in query
+    assert ("region", "eu-west-1") in query
+    selection = dry.context["dry"].selection
+    assert "in account 210987654321 in eu-west-1" in selection.describe()
+    assert selection.snapshot()["accounts"] == ["210987654321"]
+    assert selection.snapshot()["regions"] == ["eu-west-1"]

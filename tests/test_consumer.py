@@ -89,21 +89,18 @@ def test_setup_events_creates_the_queue_and_the_rule_and_can_run_again(
     assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == rule["Arn"]
 
 
-def test_each_message_is_applied_once_then_deleted_and_counted(
-    sqs: Any, queue_url: str
-) -> None:
+def test_each_message_is_applied_once_then_deleted_and_counted(sqs: Any, queue_url: str) -> None:
     send(sqs, queue_url, event("RUNNING"), event("SUCCEEDED"), event("SUCCEEDED"))
     c = consumer.Consumer(queue_url)
     total = drain(c)
     assert total.received == 3
-    assert total.outcomes["applied"] + total.outcomes["stale"] + total.outcomes[
-        "duplicate"
-    ] == 3
+    assert total.outcomes["applied"] + total.outcomes["stale"] + total.outcomes["duplicate"] == 3
     assert total.outcomes["duplicate"] >= 1
     assert Execution.objects.get(arn=ARN).status == "SUCCEEDED"
     assert depth(sqs, queue_url) == (0, 0)
     row = EventQueue.objects.get(url=queue_url)
-    assert row.heartbeat_at is not None and row.last_applied_at is not None
+    assert row.heartbeat_at is not None
+    assert row.last_applied_at is not None
     counted = EventCount.objects.filter(queue=row)
     assert sum(c.applied + c.duplicate + c.stale for c in counted) == 3
     assert consumer.applied_recently()[row.pk]["applied"] == total.outcomes["applied"]
@@ -142,7 +139,8 @@ def test_a_message_whose_change_cannot_be_stored_comes_back_then_is_kept_aside(
     assert sum(b.failed for b in outcomes) == 2
     kept = UnreadableEvent.objects.get()
     assert kept.receive_count == 3
-    assert "failed 3 times" in kept.error and "database is locked" in kept.error
+    assert "failed 3 times" in kept.error
+    assert "database is locked" in kept.error
     assert "database is locked" in EventQueue.objects.get(url=queue_url).last_error
     assert depth(sqs, queue_url) == (0, 0)
 
@@ -186,8 +184,10 @@ def test_a_queue_that_cannot_be_read_is_reported_and_retried(
     finally:
         stop.set()
         thread.join(timeout=30)
-    assert "cannot read" in row.last_error and "unreachable" in row.last_error
-    assert row.heartbeat_at is not None
+    assert "cannot read" in row.last_error
+    assert "unreachable" in row.last_error
+    # Not heard from: events that cannot be read are not flowing (the sync polls).
+    assert row.heartbeat_at is None
 
 
 def test_the_command_without_a_queue_says_events_are_off(settings: Any) -> None:
@@ -267,3 +267,79 @@ def test_a_consumer_killed_again_and_again_loses_nothing_and_applies_nothing_twi
     # count again); and no more changes were applied than the lives hold.
     assert handled >= len(bodies)
     assert sum(c.applied for c in counts) <= len(bodies) // 2
+
+
+# --- With the endpoint's own events --------------------------------------------------------
+
+
+def consume_until(c: consumer.Consumer, done: Any, timeout: float = 30) -> None:
+    """Consume until `done()`, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the events did not bring the cache there"
+        c.consume_once(wait=1)
+
+
+def test_aws_events_alone_bring_starts_ends_and_stops_to_the_cache(
+    fake_aws: Any, queue_url: str, make_state_machine: Any, start: Any, sfn: Any
+) -> None:
+    from tests.helpers import FAIL, LONG_WAIT, PASS
+
+    done = start(make_state_machine("hello", PASS), "hello-1")
+    failed = start(make_state_machine("fails", FAIL), "fails-1")
+    running = start(make_state_machine("nightly", LONG_WAIT), "nightly-1")
+    c = consumer.Consumer(queue_url)
+
+    def final() -> bool:
+        statuses = dict(Execution.objects.values_list("arn", "status"))
+        return statuses == {done: "SUCCEEDED", failed: "FAILED", running: "RUNNING"}
+
+    consume_until(c, final)
+    sfn.stop_execution(executionArn=running, error="Oncall.Stop", cause="runaway at 3 a.m.")
+    consume_until(c, lambda: Execution.objects.get(arn=running).status == "ABORTED")
+
+    # What DescribeExecution says, without one call to it or to ListExecutions.
+    calls = fake_aws.post("/fakeaws/calls", {})["calls"]
+    assert "ListExecutions" not in calls
+    assert "DescribeExecution" not in calls
+    for arn in (done, failed, running):
+        aws_side = sfn.describe_execution(executionArn=arn)
+        ex = Execution.objects.get(arn=arn)
+        assert ex.status == aws_side["status"]
+        assert ex.input == aws_side["input"]
+        assert ex.output == aws_side.get("output")
+        assert (ex.error, ex.cause) == (aws_side.get("error"), aws_side.get("cause"))
+        assert ex.stop_date is not None
+        # Only the history is left to fetch, at the budget's pace.
+        assert not ex.needs_describe
+        assert ex.sync_due_at is not None
+    assert (Execution.objects.get(arn=running).error, Execution.objects.get(arn=running).cause) == (
+        "Oncall.Stop",
+        "runaway at 3 a.m.",
+    )
+
+
+def test_duplicated_and_delayed_events_end_where_aws_ended(
+    fake_aws: Any, queue_url: str, make_state_machine: Any, start: Any, sfn: Any
+) -> None:
+    from tests.helpers import PASS
+
+    fake_aws.app.configure(events={"duplicate_fraction": 1.0, "delay_seconds": 1.0})
+    sm = make_state_machine("hello", PASS)
+    arns = [start(sm, f"hello-{i}") for i in range(6)]
+    c = consumer.Consumer(queue_url)
+    total = consumer.Batch()
+
+    def all_succeeded_and_drained() -> bool:
+        batch = c.consume_once(wait=1)
+        total.outcomes.update(batch.outcomes)
+        statuses = set(Execution.objects.filter(arn__in=arns).values_list("status", flat=True))
+        # Every event twice: 6 x (RUNNING, SUCCEEDED) x 2.
+        return statuses == {"SUCCEEDED"} and sum(total.outcomes.values()) >= 24
+
+    deadline = time.monotonic() + 60
+    while not all_succeeded_and_drained():
+        assert time.monotonic() < deadline
+    assert Execution.objects.filter(arn__in=arns).count() == 6
+    assert total.outcomes["applied"] <= 12
+    assert total.outcomes["duplicate"] + total.outcomes["stale"] >= 12

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from executions import status, tasks
-from executions.models import Execution, HistoryEvent, StopRequest
+from executions.models import Execution, HistoryEvent, StopRequest, SyncRun
 from executions.payloads import pretty_json
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import FAIL, LONG_WAIT, PAYMENT, wait_until_finished
@@ -125,6 +125,106 @@ def test_an_execution_the_cache_lacks_is_looked_up_on_first_open(
     assert Execution.objects.get(arn=arn).status == "FAILED"
     assert "pasted" in body
     assert "&quot;order&quot;: 7" in body
+
+
+# --- Accounts and regions ------------------------------------------------------------
+
+OTHER = "210987654321"
+OTHER_ROLE = f"arn:aws:iam::{OTHER}:role/sfnui-reader"
+
+
+def identities(settings: Any, *, default: bool = True, name: str = "prod") -> None:
+    """A role in OTHER (us-east-1, eu-west-1) named `name`, and unless told
+    otherwise the default identity in us-east-1."""
+    entries = [{"role_arn": "", "external_id": "", "regions": ["us-east-1"], "name": ""}]
+    settings.SFNUI_ACCOUNTS = [
+        *(entries if default else []),
+        {
+            "role_arn": OTHER_ROLE,
+            "external_id": "",
+            "regions": ["us-east-1", "eu-west-1"],
+            "name": name,
+        },
+    ]
+
+
+def test_the_account_and_region_are_shown_with_the_identitys_name(
+    viewer_client: Any, settings: Any
+) -> None:
+    identities(settings)
+    ex = execution_row(state_machine_row("orders", account=OTHER, region="eu-west-1"))
+    body = page(viewer_client, ex)
+    assert f'<span id="execution-account">prod <span class="mono muted">({OTHER})</span>' in body
+    assert '<span id="execution-region">eu-west-1</span>' in body
+    home = execution_row(state_machine_row("orders"))
+    body = page(viewer_client, home)
+    assert '<span id="execution-account"><span class="mono">123456789012</span>' in body
+    assert '<span id="execution-region">us-east-1</span>' in body
+
+
+def test_an_execution_of_another_configured_account_is_looked_up_with_its_role(
+    viewer_client: Any, fake_aws: Any, settings: Any
+) -> None:
+    import boto3
+
+    identities(settings)
+    sts = boto3.client("sts", region_name="eu-west-1", endpoint_url=fake_aws.url)
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{OTHER}:role/test", RoleSessionName="test")[
+        "Credentials"
+    ]
+    other = boto3.client(
+        "stepfunctions",
+        region_name="eu-west-1",
+        endpoint_url=fake_aws.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    sm = other.create_state_machine(
+        name="elsewhere", definition=json.dumps(FAIL), roleArn=f"arn:aws:iam::{OTHER}:role/sfn"
+    )["stateMachineArn"]
+    arn = other.start_execution(stateMachineArn=sm, name="pasted", input="{}")["executionArn"]
+    wait_until_finished(other, [arn])
+    body = page(viewer_client, arn)
+    ex = Execution.objects.select_related("state_machine").get(arn=arn)
+    assert (ex.status, ex.state_machine.account, ex.state_machine.region) == (
+        "FAILED",
+        OTHER,
+        "eu-west-1",
+    )
+    assert SyncRun.objects.get(kind="lookup").account == OTHER
+    assert f'prod <span class="mono muted">({OTHER})</span>' in body
+
+
+@pytest.mark.parametrize(
+    ("arn", "says"),
+    [
+        (
+            "arn:aws:states:xx-nowhere-9:123456789012:execution:orders:run-1",
+            "this dashboard does not read region 'xx-nowhere-9': AWS has no such region",
+        ),
+        (
+            "arn:aws:states:us-east-1:123456789012:execution:orders:run-1",
+            "this dashboard does not read account 123456789012",
+        ),
+    ],
+)
+def test_an_arn_no_identity_reads_is_a_404_that_says_so_and_sends_nothing(
+    viewer_client: Any, settings: Any, arn: str, says: str
+) -> None:
+    # Only the role of OTHER: no identity for 123456789012. (Any call would go
+    # to a closed port and answer 503.)
+    identities(settings, default=False)
+    for path in (url(arn), f"/executions/{arn}/history/", f"/api/executions/{arn}/"):
+        response = viewer_client.get(path)
+        assert response.status_code == 404, path
+        body = html.unescape(response.content.decode())
+        assert "Not an account or region this dashboard reads" in body
+        assert says in body
+        assert f"This dashboard reads prod ({OTHER}) in us-east-1, eu-west-1." in body
+        assert "AWS is unreachable" not in body
+    assert not SyncRun.objects.exists()  # nothing sent, nothing that makes the bar warn
+    assert not Execution.objects.filter(arn=arn).exists()
 
 
 # --- A running execution ---------------------------------------------------------------

@@ -139,7 +139,8 @@ def test_a_new_execution_is_cached_with_what_the_event_says_and_its_history_made
     assert ex.sync_due_at == T0 + dt.timedelta(seconds=1)
     # Its state machine is cached too (a stub until discovery fills it), and busy.
     sm = StateMachine.objects.get(arn=SM)
-    assert sm.busy_until is not None and sm.busy_until > T0
+    assert sm.busy_until is not None
+    assert sm.busy_until > T0
 
 
 def test_an_end_is_applied_with_its_output_error_and_cause() -> None:
@@ -174,18 +175,14 @@ def test_a_running_event_after_the_end_is_stale_and_changes_nothing() -> None:
 def test_a_redrive_reopens_and_a_late_event_of_the_attempt_before_is_stale() -> None:
     apply(event("FAILED"))
     redriven = ms(T0 + dt.timedelta(minutes=5))
-    assert (
-        apply(event("RUNNING", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
-    )
+    assert apply(event("RUNNING", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
     ex = row()
     assert (ex.status, ex.redrive_count, ex.stop_date) == ("RUNNING", 1, None)
     assert ex.redrive_date == T0 + dt.timedelta(minutes=5)
     # The first attempt's end, delivered again late: older than the redrive.
     assert apply(event("FAILED")) is events.Outcome.STALE
     assert row().status == "RUNNING"
-    assert (
-        apply(event("SUCCEEDED", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
-    )
+    assert apply(event("SUCCEEDED", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
     assert (row().status, row().redrive_count, row().output) == ("SUCCEEDED", 1, '{"ok": true}')
 
 

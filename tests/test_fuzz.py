@@ -163,6 +163,20 @@ ZONES = [
     "",
     " Europe/Berlin ",
 ]
+PLACES = [
+    "123456789012",
+    "210987654321",
+    "123456789012,210987654321",
+    "12345678901",
+    "1234567890123",
+    "١٢٣٤٥٦٧٨٩٠١٢",  # digits, but not ASCII ones
+    "us-east-1",
+    "EU-WEST-1",
+    "us-east-1,eu-west-1",
+    "xx-nowhere-9",
+    "us-east-1,",
+    ",".join(["us-east-1"] * 60),
+]
 NUMBERS = ["-1", "0", "1", "2", "500", "2147483648", str(2**63), str(2**64), "1.5", "0x10", "1_000"]
 CURSORS = [
     "n0.0",
@@ -176,6 +190,8 @@ CURSORS = [
 KEYS = [
     "status",
     "state_machine",
+    "account",
+    "region",
     "q",
     "started_after",
     "started_before",
@@ -297,6 +313,7 @@ def values(known: dict[str, list[str]], *, sizes: list[int]) -> st.SearchStrateg
         st.sampled_from(DATES),
         st.sampled_from(ZONES),
         st.sampled_from(NUMBERS),
+        st.sampled_from(PLACES),
         st.sampled_from(CURSORS),
         st.integers(min_value=-(2**70), max_value=2**70).map(str),
         text,

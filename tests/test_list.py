@@ -231,6 +231,13 @@ def test_presets_are_absolute_times_kept_with_the_other_filters(
         ({"per_page": "0"}, "per_page", "must be at least 1"),
         ({"per_page": "1000"}, "per_page", "at most 200"),
         ({"per_page": "ten"}, "per_page", "not a whole number"),
+        ({"account": "12345"}, "account", "is not an AWS account id (12 digits"),
+        ({"account": "١٢٣٤٥٦٧٨٩٠١٢"}, "account", "is not an AWS account id"),
+        ({"account": ["123456789012", "x" * 12]}, "account", "is not an AWS account id"),
+        ({"account": ",".join(f"{i:012d}" for i in range(51))}, "account", "at most 50"),
+        ({"region": "mars"}, "region", "is not an AWS region name (e.g. us-east-1)"),
+        ({"region": "xx-nowhere-9"}, "region", "AWS has no region 'xx-nowhere-9'"),
+        ({"region": "us-east-1\x00"}, "region", "is not an AWS region name"),
         ({"q": "a\x00b"}, "q", "Null characters are not allowed"),
         ({"q": "x" * 5000}, "q", "longer than 4096 characters"),
     ],
@@ -493,6 +500,8 @@ def test_a_common_search_reads_the_newest_matches(
         {"q": "run"},
         {"started_after": "2024-05-01T00:00:00Z"},
         {"cursor": queries.Cursor(T0 + dt.timedelta(hours=1), 10**9).encode()},
+        {"account": "123456789012"},
+        {"account": ["123456789012", "210987654321"], "region": "eu-west-1", "status": "FAILED"},
     ],
 )
 def test_the_query_count_does_not_grow_with_the_rows(
@@ -502,20 +511,23 @@ def test_the_query_count_does_not_grow_with_the_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sm = state_machine_row("orders")
+    eu = state_machine_row("orders", account="210987654321", region="eu-west-1")
     for i in range(60):
         execution_row(sm, f"run-{i}", ["FAILED", "RUNNING", "SUCCEEDED"][i % 3], T0)
-    # session + user + the page + the counts, with running rows on the page
-    # the stop permission for the pick boxes (1), and the sync bar's two
-    # (none with Redis, which shares the bar's answer between requests).
+        execution_row(eu, f"run-{i}", ["FAILED", "RUNNING", "SUCCEEDED"][i % 3], T0)
+    # session + user + the page + the counts + the accounts and regions the
+    # cache holds (one index-only scan), with running rows on the page the
+    # stop permission for the pick boxes (1), and the sync bar's two (none
+    # with Redis, which shares the bar's answer between requests).
     bar = 0 if settings.REDIS_URL else 2
     # The bar's answer, shared for a moment (Redis): long enough for this test.
     monkeypatch.setattr(status, "SHARED_TTL", 600.0)
     viewer_client.get("/executions/?status=SUCCEEDED")
-    with django_assert_max_num_queries(5 + bar):
+    with django_assert_max_num_queries(6 + bar):
         response = viewer_client.get(URL, params)
     assert response.status_code == 200
     assert response.context["page"].rows
-    with django_assert_max_num_queries(5 + bar):
+    with django_assert_max_num_queries(6 + bar):
         viewer_client.get(URL, params, headers={"HX-Request": "true"})
 
 
@@ -596,3 +608,162 @@ def test_hostile_names_and_errors_are_escaped(viewer_client: Any, payload: str) 
     assert "<img src=x" not in body
     assert html.escape(payload) in body or html.escape(payload, quote=False) in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body or "&lt;img src=x" in body
+
+
+# --- Accounts and regions ----------------------------------------------------------------
+
+HOME, PROD = "123456789012", "210987654321"
+
+
+@pytest.fixture
+def two_accounts(settings: Any) -> dict[str, StateMachine]:
+    """orders in HOME (us-east-1), orders in PROD (us-east-1, eu-west-1); PROD
+    read by a role that SFNUI_ACCOUNTS names "prod"."""
+    settings.SFNUI_ACCOUNTS = [
+        {"role_arn": "", "external_id": "", "regions": ["us-east-1"], "name": ""},
+        {
+            "role_arn": f"arn:aws:iam::{PROD}:role/reader",
+            "external_id": "",
+            "regions": ["us-east-1", "eu-west-1"],
+            "name": "prod",
+        },
+    ]
+    machines = {
+        "home": state_machine_row("orders"),
+        "prod-us": state_machine_row("orders", account=PROD),
+        "prod-eu": state_machine_row("orders", account=PROD, region="eu-west-1"),
+    }
+    for i, (key, sm) in enumerate(machines.items()):
+        for j, outcome in enumerate(("SUCCEEDED", "FAILED", "RUNNING")):
+            execution_row(
+                sm, f"{key}-{outcome.lower()}", outcome, T0 + dt.timedelta(minutes=10 * i + j)
+            )
+    return machines
+
+
+def test_a_page_with_two_accounts_shows_where_each_row_runs(
+    viewer_client: Any, two_accounts: dict[str, StateMachine]
+) -> None:
+    response = viewer_client.get(URL)
+    choices = response.context["place_choices"]
+    assert choices.several
+    assert [(c.value, c.label) for c in choices.accounts] == [
+        (HOME, HOME),
+        (PROD, f"prod ({PROD})"),
+    ]
+    assert [c.value for c in choices.regions] == ["eu-west-1", "us-east-1"]
+    body = response.content.decode()
+    # Offered as choices, and said on each row (compactly: the name SFNUI_ACCOUNTS gives).
+    assert '<select name="account">' in body
+    assert f'<option value="{PROD}">prod ({PROD})</option>' in body
+    assert '<option value="eu-west-1">eu-west-1</option>' in body
+    assert "account=210987654321&amp;region=eu-west-1" in body
+    assert ">prod · eu-west-1</a>" in body
+    assert f">{HOME} · us-east-1</a>" in body
+
+
+def test_one_account_in_one_region_keeps_the_rows_as_they_were(viewer_client: Any) -> None:
+    execution_row(state_machine_row("orders"))
+    response = viewer_client.get(URL)
+    assert not response.context["place_choices"].several
+    body = response.content.decode()
+    assert 'name="account"' not in body
+    assert 'class="place' not in body
+
+
+def test_the_account_and_region_filters_combine_with_the_others(
+    viewer_client: Any, two_accounts: dict[str, StateMachine]
+) -> None:
+    assert names(viewer_client.get(URL, {"account": PROD})) == [
+        "prod-eu-running",
+        "prod-eu-failed",
+        "prod-eu-succeeded",
+        "prod-us-running",
+        "prod-us-failed",
+        "prod-us-succeeded",
+    ]
+    assert names(viewer_client.get(URL, {"region": "EU-WEST-1"})) == [
+        "prod-eu-running",
+        "prod-eu-failed",
+        "prod-eu-succeeded",
+    ]
+    both = viewer_client.get(URL, {"account": PROD, "region": "us-east-1", "status": "FAILED"})
+    assert names(both) == ["prod-us-failed"]
+    # Repeated or comma-separated, as status.
+    assert len(names(viewer_client.get(URL + f"?account={HOME}&account={PROD}"))) == 9
+    assert len(names(viewer_client.get(URL, {"account": f"{HOME},{PROD}"}))) == 9
+    # With the state machine filter: that one, if it is in that account.
+    prod_us = two_accounts["prod-us"].arn
+    assert len(names(viewer_client.get(URL, {"state_machine": prod_us, "account": PROD}))) == 3
+    assert names(viewer_client.get(URL, {"state_machine": prod_us, "account": HOME})) == []
+    # Counts per status follow them.
+    response = viewer_client.get(URL, {"account": PROD})
+    assert chips(response)["FAILED"] == "2"
+    assert response.context["all_chip"].count == "6"
+    # Shown as removable filters.
+    active = {f.label: f for f in response.context["active"]}
+    assert active["Account"].value == f"prod ({PROD})"
+    assert active["Account"].remove_url == "/executions/"
+
+
+def test_account_and_region_are_kept_in_every_link_the_page_builds(
+    viewer_client: Any, two_accounts: dict[str, StateMachine]
+) -> None:
+    params = {"account": PROD, "region": "us-east-1", "per_page": 1, "tz": "Europe/Berlin"}
+    response = viewer_client.get(URL, params)
+    kept = f"account={PROD}&region=us-east-1"
+    older = response.context["older_url"]
+    assert kept in older
+    assert "cursor=" in older
+    assert "tz=Europe%2FBerlin" in older
+    assert names(viewer_client.get(older)) == ["prod-us-failed"]
+    for chip in response.context["chips"]:
+        assert kept in chip.url, chip
+    (row,) = response.context["page"].rows
+    assert kept in row.filter_url
+    assert f"state_machine={quote(row.state_machine.arn, safe='')}" in row.filter_url
+    assert all(kept in url for _, url in response.context["presets"])
+    assert all(kept in url for _, url in response.context["per_page_links"])
+
+
+def test_the_page_of_a_bad_account_keeps_the_good_values(
+    viewer_client: Any, two_accounts: dict[str, StateMachine]
+) -> None:
+    response = viewer_client.get(URL + f"?account={PROD}&account=nope&region=eu-west-1")
+    assert response.status_code == 400
+    choices = response.context["place_choices"]
+    assert choices.selected_accounts == [PROD]
+    assert choices.selected_regions == ["eu-west-1"]
+    assert "Bad value for <code>account</code>: &#x27;nope&#x27; is not an AWS account id" in (
+        response.content.decode()
+    )
+
+
+def test_an_account_the_cache_does_not_hold_matches_nothing_and_stays_in_the_form(
+    viewer_client: Any,
+) -> None:
+    execution_row(state_machine_row("orders"))
+    response = viewer_client.get(URL, {"account": "999999999999"})
+    assert response.status_code == 200
+    assert names(response) == []
+    body = response.content.decode()
+    assert "No executions match these filters" in body
+    assert '<option value="999999999999" selected>' in body
+
+
+def test_an_account_filter_walks_the_start_index_not_every_row_of_the_account(
+    two_accounts: dict[str, StateMachine],
+) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    filters = queries.Filters(accounts=(PROD,), regions=("us-east-1",))
+    with CaptureQueriesContext(connection) as captured:
+        queries.page(filters, None)
+    (sql,) = [q["sql"] for q in captured.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql)
+        plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "exec_start_idx" in plan
+    assert "sm_account_region_idx" in plan
+    # Reading every execution of the account and sorting them: what it avoids.
+    assert "TEMP B-TREE" not in plan

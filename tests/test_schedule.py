@@ -203,7 +203,9 @@ def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     settings.SFNUI_DISCOVER_INTERVAL = 3600
     written = _timeouts(monkeypatch)
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
-    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region, account: tasks.sync.Stats())
+    monkeypatch.setattr(
+        tasks.sync, "discover_state_machines", lambda region, account: tasks.sync.Stats()
+    )
     tasks.discover("us-east-1")
     assert written["discovered:default:us-east-1"] == 3600
     cache.delete("discover-claimed:default:us-east-1")  # the lease ends

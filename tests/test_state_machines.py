@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import activity
+from executions import activity, plan
 from executions.models import Execution, StateMachine
 from tests.factories import execution_row, state_machine_row
 
@@ -274,3 +274,133 @@ def test_hostile_names_and_definitions_are_escaped(viewer_client: Client) -> Non
         html = viewer_client.get(url).content.decode()
         assert "<script>alert" not in html, url
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html, url
+
+
+# --- Accounts and regions; how often it is listed ----------------------------------------
+
+PROD = "210987654321"
+
+
+@pytest.fixture
+def named_prod(settings: Any) -> None:
+    settings.SFNUI_ACCOUNTS = [
+        {"role_arn": "", "external_id": "", "regions": ["us-east-1"], "name": ""},
+        {
+            "role_arn": f"arn:aws:iam::{PROD}:role/reader",
+            "external_id": "",
+            "regions": ["us-east-1", "eu-west-1"],
+            "name": "prod",
+        },
+    ]
+
+
+def test_the_list_shows_and_filters_accounts_and_regions(
+    viewer_client: Client, named_prod: None
+) -> None:
+    home = state_machine_row("orders")
+    prod_us = state_machine_row("orders", account=PROD)
+    prod_eu = state_machine_row("billing", account=PROD, region="eu-west-1")
+
+    def shown(**params: Any) -> list[int]:
+        response = viewer_client.get(LIST, params)
+        assert response.status_code == 200
+        return [r.state_machine.pk for r in response.context["rows"]]
+
+    response = viewer_client.get(LIST)
+    assert response.context["several"]
+    html = response.content.decode()
+    assert f'<span class="place" title="account {PROD}">prod</span> · eu-west-1' in html
+    assert '<span class="place" title="account 123456789012">123456789012</span>' in html
+    assert f'<option value="{PROD}">prod ({PROD})</option>' in html
+    assert set(shown(account=PROD)) == {prod_us.pk, prod_eu.pk}
+    assert shown(region="eu-west-1") == [prod_eu.pk]
+    assert shown(account="123456789012", region="us-east-1") == [home.pk]
+    assert shown(account=PROD, q="ord") == [prod_us.pk]
+    assert shown(account="999999999999") == []
+    assert "No state machine in the chosen account or region" in (
+        viewer_client.get(LIST, {"account": "999999999999"}).content.decode()
+    )
+    # The counts follow the filter.
+    execution_row(prod_eu, status="FAILED")
+    response = viewer_client.get(LIST, {"region": "eu-west-1"})
+    assert row_of(response, prod_eu).stats.total == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"account": "prod"}, "is not an AWS account id"),
+        ({"region": "EU_WEST_1"}, "is not an AWS region name"),
+        ({"region": "xx-nowhere-9"}, "AWS has no region"),
+    ],
+)
+def test_a_bad_account_or_region_is_a_400(
+    viewer_client: Client, params: dict[str, str], says: str
+) -> None:
+    state_machine_row("orders")
+    response = viewer_client.get(LIST, params)
+    assert response.status_code == 400
+    assert says in response.content.decode().replace("&#x27;", "'")
+
+
+def test_one_account_in_one_region_needs_no_column(viewer_client: Client) -> None:
+    state_machine_row("orders")
+    response = viewer_client.get(LIST)
+    assert not response.context["several"]
+    assert 'class="place"' not in response.content.decode()
+    assert 'name="account"' not in response.content.decode()
+
+
+def test_the_detail_page_says_how_often_a_busy_one_is_listed(
+    viewer_client: Client, settings: Any, named_prod: None
+) -> None:
+    settings.SFNUI_LIST_INTERVAL = 5
+    settings.SFNUI_LIST_IDLE_INTERVAL = 60
+    settings.SFNUI_SYNC_TICK = 2
+    plan.forget()
+    sm = state_machine_row(
+        "orders",
+        account=PROD,
+        region="eu-west-1",
+        list_interval=5,
+        busy_until=timezone.now() + dt.timedelta(minutes=8),
+    )
+    state_machine_row("reports", account=PROD, region="eu-west-1")
+    response = viewer_client.get(detail(sm))
+    assert response.context["busy"]
+    listing = response.context["listing"]
+    assert (listing.plan.account, listing.plan.region) == (PROD, "eu-west-1")
+    assert (listing.plan.busy, listing.plan.idle) == (1, 1)
+    html = response.content.decode()
+    assert f'<dd id="sm-account">prod <span class="mono muted">({PROD})</span></dd>' in html
+    assert '<dd id="sm-region">eu-west-1</dd>' in html
+    words = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "every 5 s now, as a busy state machine" in words
+    assert "A change on a busy state machine shows within ~7 s" in words
+
+
+def test_the_detail_page_says_an_idle_one_and_a_stretched_plan(
+    viewer_client: Client, settings: Any
+) -> None:
+    settings.SFNUI_API_QUOTAS = {**settings.SFNUI_API_QUOTAS, "ListExecutions": (10, 0.2)}
+    settings.SFNUI_API_SHARE = 0.5
+    plan.forget()
+    sm = state_machine_row("idle-one", list_interval=600)
+    for i in range(30):
+        state_machine_row(f"m-{i}")
+    response = viewer_client.get(detail(sm))
+    assert not response.context["busy"]
+    assert response.context["listing"].plan.stretched
+    html = response.content.decode()
+    assert "as an <strong>idle</strong> state machine" in html
+    assert '<details class="plan" open>' in html
+    assert "cannot list 31 state machines that often" in html
+
+
+def test_a_state_machine_no_identity_lists_says_so(viewer_client: Client) -> None:
+    sm = state_machine_row("looked-up", region="eu-west-1")  # SFNUI_REGIONS: us-east-1 only
+    response = viewer_client.get(detail(sm))
+    assert response.context["listing"] is None
+    assert "not listed on a schedule" in response.content.decode()
+    gone = state_machine_row("gone", status="DELETED")
+    assert "not listed: deleted" in viewer_client.get(detail(gone)).content.decode()

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from executions import status
-from executions.models import SyncRun
+from executions.models import EventQueue, SyncRun
 from tests.factories import execution_row
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +154,111 @@ def test_a_run_that_made_no_call_is_not_a_sync(viewer_client: Client) -> None:
     current = status.current()
     assert current.last_ok_at is None
     assert current.unreachable_since is not None
+
+
+# --- Events ---------------------------------------------------------------------------
+
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/sfnui-events"
+OTHER_QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/sfnui-events"
+
+
+def heard(url: str, seconds_ago: float | None) -> EventQueue:
+    return EventQueue.objects.create(
+        url=url,
+        heartbeat_at=None
+        if seconds_ago is None
+        else timezone.now() - dt.timedelta(seconds=seconds_ago),
+    )
+
+
+def test_with_events_off_the_bar_asks_nothing_about_them(settings: Any) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = []
+    heard(QUEUE, 3600)  # left from when they were on: not a reason to warn
+    run(5)
+    with CaptureQueriesContext(connection) as captured:
+        current = status.current()
+    assert not any("eventqueue" in q["sql"] for q in captured.captured_queries)
+    assert current.events_heard == ()
+    assert not current.events_stopped
+    assert not current.warning
+
+
+def test_a_consumer_heard_from_recently_is_no_warning(settings: Any, viewer_client: Client) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
+    settings.SFNUI_EVENTS_HEARTBEAT = 60
+    heard(QUEUE, 10)
+    run(5)
+    current = status.current()
+    assert not current.events_stopped
+    assert not current.warning
+    assert (
+        'id="events-stopped"' not in viewer_client.get(reverse("execution_list")).content.decode()
+    )
+
+
+def test_every_page_warns_when_the_consumer_stopped(settings: Any, viewer_client: Client) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
+    settings.SFNUI_EVENTS_HEARTBEAT = 60
+    row = heard(QUEUE, 300)
+    run(5)
+    current = status.current()
+    assert current.events_stopped
+    assert current.events_last_heard == row.heartbeat_at
+    assert current.warning
+    for url in (reverse("execution_list"), reverse("state_machine_list")):
+        html = viewer_client.get(url).content.decode()
+        assert 'id="events-stopped"' in html, url
+        assert "Events stopped:" in html
+        assert "has not been heard from since" in html
+        assert "the sync polls as if events were off" in html
+        assert f'href="{reverse("sync_health")}#events"' in html
+
+
+def test_a_consumer_that_never_started_is_a_stop_too(settings: Any) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
+    run(5)
+    current = status.current()
+    assert current.events_heard == (None,)
+    assert current.events_stopped
+    assert current.events_last_heard is None
+
+
+def test_one_silent_queue_of_two_is_named(settings: Any, viewer_client: Client) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE, OTHER_QUEUE]
+    settings.SFNUI_EVENTS_HEARTBEAT = 60
+    settings.SFNUI_RECONCILE_INTERVAL = 300
+    heard(QUEUE, 5)
+    heard(OTHER_QUEUE, 600)
+    run(5)
+    current = status.current()
+    assert not current.events_stopped
+    assert current.events_partly_stopped
+    assert current.warning
+    html = viewer_client.get(reverse("execution_list")).content.decode()
+    assert "Events stopped for 1 of 2 queues" in html
+    assert "every 5 m" in html
+
+
+def test_with_events_flowing_an_idle_account_is_fresh_between_reconciliations(
+    settings: Any,
+) -> None:
+    """Listings come every SFNUI_RECONCILE_INTERVAL with events on: the data is as
+    fresh as the consumer's last receive, not as old as the last listing."""
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
+    settings.SFNUI_STALE_AFTER = 120
+    row = heard(QUEUE, 3)
+    run(250)
+    current = status.current()
+    assert current.last_ok_at == row.heartbeat_at
+    assert not current.stale
+    assert not current.warning
+
+
+def test_with_events_flowing_a_failing_sync_still_warns(settings: Any) -> None:
+    settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
+    heard(QUEUE, 3)
+    run(250)
+    run(100, ok=False, error="AWS error in GetExecutionHistory: AccessDenied")
+    current = status.current()
+    assert current.failing
+    assert "AccessDenied" in current.last_error

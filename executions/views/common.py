@@ -7,7 +7,7 @@ import logging
 
 from django.core.cache import cache
 
-from .. import aws, sync
+from .. import aws, places, sync
 from ..arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from ..middleware import PageError
 from ..models import Execution, StateMachine
@@ -36,10 +36,19 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
         return ex
     if not lookup:
         raise PageError(404, "Execution not in the cache", f"{arn} has not been synced.")
+    try:
+        # Whose credentials would look it up: none, for an account or region
+        # this dashboard does not read. Said before anything is sent or
+        # recorded (a failed lookup would make every page's bar say so).
+        aws.target_for_arn(arn)
+    except aws.NotConfigured as exc:
+        raise _not_read(arn, exc) from None
     if _remembered_unknown(arn):
         raise _unknown(arn)
     try:
         return sync.import_execution(arn)
+    except aws.NotConfigured as exc:
+        raise _not_read(arn, exc) from None
     except aws.NotFound:
         _remember_unknown(arn)
         raise _unknown(arn) from None
@@ -80,6 +89,19 @@ def state_machine_or_404(arn: str) -> StateMachine:
             f"{arn} is not among the synced state machines (regions synced: see /sync/).",
         )
     return sm
+
+
+def _not_read(arn: str, exc: aws.NotConfigured) -> PageError:
+    if exc.code != "NotConfigured":
+        # The account is configured, its credentials are not there.
+        return PageError(502, "AWS refused the lookup", f"{exc.code}: {exc.message}")
+    parsed = parse_execution_arn(arn)
+    return PageError(
+        404,
+        "Not an account or region this dashboard reads",
+        f"The execution {arn} is in account {parsed.account}, region {parsed.region[:64]}: "
+        f"{exc.message}. This dashboard reads {'; '.join(places.where_read())}.",
+    )
 
 
 def _unknown(arn: str) -> PageError:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_safe
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from .. import incident, progress, schedule, stopping, stuck, tasks
+from .. import incident, places, progress, schedule, stopping, stuck, tasks
 from ..arns import NotAnArn, execution_console_url, state_machine_console_url
 from ..middleware import PageError
 from ..models import Execution
@@ -192,6 +192,7 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             "no_output": "Not fetched yet: the sync has not described this execution."
             if ex.described_at is None and not ex.is_open
             else NO_OUTPUT.get(ex.status, "No output."),
+            "account_name": places.identity_name(ex.state_machine.account, ex.state_machine.region),
             "console_url": execution_console_url(ex.arn),
             "state_machine_console_url": _state_machine_console_url(ex.state_machine.arn),
             "can_stop": ex.is_open and stopping.can_stop(request.user),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,9 +17,16 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 from django_htmx.middleware import HtmxDetails
 
-from .. import queries
+from .. import places, queries
 from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
-from ..forms import MAX_QUERY, STATUSES, ExecutionFilterForm, StatusesField
+from ..forms import (
+    MAX_QUERY,
+    STATUSES,
+    AccountsField,
+    ExecutionFilterForm,
+    RegionsField,
+    StatusesField,
+)
 from ..models import ExecutionStatus, StateMachine
 from .previews import list_page_preview, list_preview, previewable
 
@@ -68,6 +76,11 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
                 "problems": form.problems(),
                 "clear_url": _url(request, {}),
                 "hidden_statuses": _valid_statuses(request),
+                "place_choices": places.choices(
+                    places.known(),
+                    _valid(AccountsField(), request.GET.getlist("account")),
+                    _valid(RegionsField(), request.GET.getlist("region")),
+                ),
             },
             status=400,
         )
@@ -75,14 +88,29 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
     page = queries.page(filters, form.cleaned_data["cursor"], form.page_size)
     first_page = page if form.cleaned_data["cursor"] is None else None
     counts = queries.status_counts(filters, first_page)
-    # One link per state machine, not per row (a page holds a few).
+    choices = places.choices(places.known(), list(filters.accounts), list(filters.regions))
+    # One link per state machine, not per row (a page holds a few); the
+    # same for accounts and regions.
     only: dict[str, str] = {}
+    there: dict[tuple[str, str], tuple[str, str, str]] = {}
     for ex in page.rows:
-        arn = ex.state_machine.arn
-        if arn not in only:
-            only[arn] = _with(request, state_machine=arn)
-        ex.filter_url = only[arn]  # type: ignore[attr-defined]
+        sm = ex.state_machine
+        if sm.arn not in only:
+            only[sm.arn] = _with(request, state_machine=sm.arn)
+        ex.filter_url = only[sm.arn]  # type: ignore[attr-defined]
+        if choices.several:
+            place = (sm.account, sm.region)
+            if place not in there:
+                # Compact: the identity's name when SFNUI_ACCOUNTS gives one.
+                name = places.identity_name(*place)
+                there[place] = (
+                    name or sm.account,
+                    f"account {places.account_label(*place)}, region {sm.region}",
+                    _with(request, account=sm.account, region=sm.region),
+                )
+            ex.place = there[place]  # type: ignore[attr-defined]
     context: dict[str, Any] = {
+        "place_choices": choices,
         "form": form,
         "filters": filters,
         "hidden_statuses": filters.statuses,
@@ -133,6 +161,23 @@ def _jump(request: HttpRequest) -> str | None:
     except NotAnArn:
         return None
     return _url(request, {"state_machine": [sm.arn], **{k: [v] for k, v in tz.items()}})
+
+
+def _valid(field: AccountsField | RegionsField, values: list[str]) -> list[str]:
+    """The good values of a parameter that also has bad ones, so that the form
+    keeps them."""
+    try:
+        asked = field.to_python(values)
+    except ValidationError:  # too many: keep none
+        return []
+    good = []
+    for value in asked:
+        try:
+            field.check(value)
+        except ValidationError:
+            continue
+        good.append(value)
+    return good
 
 
 def _valid_statuses(request: HttpRequest) -> list[str]:
@@ -228,6 +273,22 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
                 "State machine",
                 _state_machine_name(filters.state_machine_arn),
                 _with(request, state_machine=None),
+            )
+        )
+    if filters.accounts:
+        out.append(
+            ActiveFilter(
+                "Account" if len(filters.accounts) == 1 else "Accounts",
+                ", ".join(places.account_label(a) for a in filters.accounts),
+                _with(request, account=None),
+            )
+        )
+    if filters.regions:
+        out.append(
+            ActiveFilter(
+                "Region" if len(filters.regions) == 1 else "Regions",
+                ", ".join(filters.regions),
+                _with(request, region=None),
             )
         )
     if filters.q:

@@ -12,11 +12,13 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .. import activity, stopping
+from .. import activity, aws, places, plan, stopping, sync
 from ..activity import FAILURE_STATUSES, MachineStats, execution_list_url
 from ..arns import NotAnArn, state_machine_console_url
+from ..forms import AccountsField, RegionsField
 from ..models import Execution, StateMachine, SyncRun
 from .common import state_machine_or_404
+from .sync_page import PlanSummary
 
 RECENT_EXECUTIONS = 20
 RECENT_FAILED_RUNS = 5
@@ -26,6 +28,13 @@ COUNT_COLUMNS = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE
 
 class StateMachineFilterForm(forms.Form):
     q = forms.CharField(max_length=80, required=False)
+    account = AccountsField()
+    region = RegionsField()
+
+    @property
+    def narrowed(self) -> bool:
+        data = self.cleaned_data
+        return bool(data["q"] or data["account"] or data["region"])
 
 
 @dataclass
@@ -51,16 +60,30 @@ def state_machine_list(request: HttpRequest) -> HttpResponse:
     form = StateMachineFilterForm(request.GET)
     if not form.is_valid():
         return render(
-            request, "executions/state_machine_list.html", {"form": form, "rows": []}, status=400
+            request,
+            "executions/state_machine_list.html",
+            {"form": form, "rows": [], "place_choices": places.choices(places.known(), [], [])},
+            status=400,
         )
     tz_name = getattr(request, "tz_name", "UTC")
     now = timezone.now()
     machines = StateMachine.objects.all()
-    if form.cleaned_data["q"]:
-        machines = machines.filter(name__icontains=form.cleaned_data["q"])
+    data = form.cleaned_data
+    if data["q"]:
+        machines = machines.filter(name__icontains=data["q"])
+    if data["account"]:
+        machines = machines.filter(account__in=data["account"])
+    if data["region"]:
+        machines = machines.filter(region__in=data["region"])
     # Deleted ones last: their executions stay in the cache, but they are history.
     machines_list = sorted(machines.order_by("name"), key=lambda sm: sm.status == "DELETED")
-    ids = [sm.pk for sm in machines_list] if form.cleaned_data["q"] else None
+    ids = [sm.pk for sm in machines_list] if form.narrowed else None
+    # Unfiltered, the page holds every state machine: no query for the choices.
+    known = (
+        places.known()
+        if form.narrowed
+        else places.Places(tuple(sorted({(sm.account, sm.region) for sm in machines_list})))
+    )
     stats = activity.machine_stats(ids, now)
     hours = activity.hourly(ids, now)
     rows = [
@@ -72,11 +95,15 @@ def state_machine_list(request: HttpRequest) -> HttpResponse:
         )
         for sm in machines_list
     ]
+    names = {a: places.identity_name(a) for a in known.accounts}
     return render(
         request,
         "executions/state_machine_list.html",
         {
             "form": form,
+            "place_choices": places.choices(known, data["account"], data["region"]),
+            "account_names": names,
+            "several": known.several,
             "rows": rows,
             "columns": COUNT_COLUMNS,
             "running_total": sum(r.stats.running for r in rows),
@@ -105,6 +132,9 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
     )
     context: dict[str, Any] = {
         "sm": sm,
+        "account_name": places.identity_name(sm.account, sm.region),
+        "busy": sm.busy_until is not None and sm.busy_until > now,
+        "listing": _listing(sm),
         "stats": stats,
         "chart": chart,
         "links": _links(tz_name, sm.arn),
@@ -116,6 +146,14 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "can_stop": stopping.can_stop(request.user),
     }
     return render(request, "executions/state_machine_detail.html", context)
+
+
+def _listing(sm: StateMachine) -> PlanSummary | None:
+    """The plan its account and region are listed by; None when the sync does
+    not list it on a schedule (deleted, or only looked up by ARN)."""
+    if sm.status == "DELETED" or not sync.is_scheduled(sm.account, sm.region):
+        return None
+    return PlanSummary(plan.plan(aws.key_for(sm.account, sm.region), sm.region))
 
 
 def _pretty(definition: str) -> str:
