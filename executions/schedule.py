@@ -59,9 +59,11 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
 
 
 def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datetime) -> list[int]:
-    """The due listings of one identity and region, busy state machines first,
-    no more than the ListExecutions budget holds right now (so that no worker
-    waits for tokens while busy ones wait behind idle ones)."""
+    """The due listings of one identity and region, longest due first, no more
+    than the ListExecutions budget holds right now (so that no worker sits
+    waiting for tokens). Busy state machines are not put first: their short
+    interval (plan.py) is their priority; first would starve idle ones
+    whenever the budget is short."""
     try:
         tokens, _ = budget.level(region, "ListExecutions", account)
     except Exception:
@@ -71,11 +73,10 @@ def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datet
         plan.machines(account, region)
         .filter(list_due_at__lte=now)
         .order_by("list_due_at")
-        .values_list("pk", "list_due_at", "busy_until")[: LISTINGS_PER_TICK * 4]
+        .values_list("pk", "list_due_at")[:room]
     )
-    due.sort(key=lambda row: not (row[2] is not None and row[2] > now))
     claimed = []
-    for pk, due_at, _ in due[:room]:
+    for pk, due_at in due:
         if StateMachine.objects.filter(pk=pk, list_due_at=due_at).update(list_due_at=until):
             claimed.append(pk)
     return claimed

@@ -93,21 +93,24 @@ def test_the_plan_counts_busy_and_idle_state_machines_of_one_account_and_region(
     assert (p.busy, p.idle, p.rate) == (3, 7, 2.5)
 
 
-def test_a_tick_hands_out_busy_listings_first_and_no_more_than_the_budget_holds(
+def test_a_tick_hands_out_the_longest_due_listings_no_more_than_the_budget_holds(
     settings: Any,
 ) -> None:
     settings.SFNUI_API_QUOTAS = {"ListExecutions": (6, 0.001)}  # 3 tokens (share 0.5)
     settings.SFNUI_API_SHARE = 0.5
-    earlier = timezone.now() - dt.timedelta(minutes=1)
-    idle = [factories.state_machine_row(f"idle-{i}", list_due_at=earlier) for i in range(5)]
-    busy = factories.state_machine_row(
-        "busy", list_due_at=timezone.now(), busy_until=timezone.now() + dt.timedelta(minutes=5)
-    )
+    now = timezone.now()
+    waiting = [
+        factories.state_machine_row(f"idle-{i}", list_due_at=now - dt.timedelta(minutes=5 - i))
+        for i in range(5)
+    ]
+    factories.state_machine_row("busy", list_due_at=now, busy_until=now + dt.timedelta(minutes=5))
     work = schedule.claim_due_work()
-    # 3 tokens pay for 2 listings (1.5 calls each on average); the busy one first.
-    assert work.state_machines[0] == busy.pk
-    assert len(work.state_machines) == 2
-    assert set(work.state_machines[1:]) <= {sm.pk for sm in idle}
+    # 3 tokens pay for 2 listings (1.5 calls each on average), the longest
+    # waiting first: a busy one's priority is its interval, never a starved
+    # idle one.
+    assert work.state_machines == [waiting[0].pk, waiting[1].pk]
+    again = schedule.claim_due_work()
+    assert again.state_machines == [waiting[2].pk, waiting[3].pk]
 
 
 def test_a_listing_schedules_the_next_one_by_activity(

@@ -1021,6 +1021,7 @@ STOP_COLUMNS = (
 )
 SYNC_RUN_COLUMNS = (
     "kind",
+    "account",
     "region",
     "state_machine_id",
     "started_at",
@@ -1030,6 +1031,8 @@ SYNC_RUN_COLUMNS = (
     "ok",
     "throttled",
     "error",
+    "missed_events",
+    "missed_example",
 )
 
 
@@ -1082,6 +1085,7 @@ def _run(
     throttled = rng.random() < 0.002
     return (
         kind,
+        "default",
         region,
         machine_id,
         at,
@@ -1091,4 +1095,6 @@ def _run(
         not throttled,
         throttled,
         "ThrottlingException: Rate exceeded" if throttled else "",
+        0,
+        "",
     )
