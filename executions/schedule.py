@@ -8,6 +8,7 @@ is due again when the lease ends.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from django.utils import timezone
 from . import aws, budget, plan
 from .budget import bucket
 from .models import Execution, StateMachine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,31 +62,46 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
 
 
 def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datetime) -> list[int]:
-    """The due listings of one identity and region, longest due first, no more
-    than the ListExecutions budget holds right now (so that no worker sits
-    waiting for tokens). Busy state machines are not put first: their short
-    interval (plan.py) is their priority; first would starve idle ones
-    whenever the budget is short."""
+    """The due listings of one identity and region, the latest for their
+    interval first, no more than the ListExecutions budget holds right now
+    (so that no worker sits waiting for tokens).
+
+    "Latest for its interval": a busy state machine 5 s late on a 5 s
+    interval goes before an idle one 60 s late on a 490 s interval, so a
+    wave of idle listings never holds back the busy ones; and an idle one
+    that waits long enough goes first in turn, so none starves when the
+    budget runs short (throttling).
+    """
     try:
         tokens, _ = budget.level(region, "ListExecutions", account)
     except Exception:
         tokens = LISTINGS_PER_TICK  # the store is down: the calls go unmetered anyway
     room = max(1, min(LISTINGS_PER_TICK, int(tokens / plan.BUSY_COST)))
-    due = list(
-        plan.machines(account, region)
-        .filter(list_due_at__lte=now)
-        .order_by("list_due_at")
-        .values_list("pk", "list_due_at")[:room]
-    )
+    due = plan.machines(account, region).filter(list_due_at__lte=now).order_by("list_due_at")
+    columns = ("pk", "list_due_at", "list_interval")
+    # The longest due, and the busy ones (few: the plan keeps them in the budget).
+    candidates = dict.fromkeys(due.values_list(*columns)[: room * 4])
+    candidates.update(dict.fromkeys(due.filter(busy_until__gt=now).values_list(*columns)[:room]))
+    base = settings.SFNUI_LIST_INTERVAL
+
+    def lateness(row: tuple[int, dt.datetime, float]) -> float:
+        return (now - row[1]).total_seconds() / max(row[2] or base, base)
+
     claimed = []
-    for pk, due_at in due:
+    for pk, due_at, _ in sorted(candidates, key=lateness, reverse=True)[:room]:
         if StateMachine.objects.filter(pk=pk, list_due_at=due_at).update(list_due_at=until):
             claimed.append(pk)
     return claimed
 
 
 def _due_executions(account: str, region: str, now: dt.datetime) -> list[int]:
-    limit = executions_per_tick(account, region)
+    # Back-pressure: no more batches than the workers are getting through.
+    # The budget alone would let the tick queue more work than the workers
+    # finish, and a listing (the news) would wait behind it in the queue.
+    room = BATCHES_IN_FLIGHT - in_flight(account, region)
+    if room <= 0:
+        return []
+    limit = min(executions_per_tick(account, region), room * settings.SFNUI_SYNC_BATCH)
     machines = plan.machines(account, region, deleted=True).values("pk")
     # What a listing or an event flagged (new, ended, redriven) goes first:
     # that is news people wait for. Routine re-reads of running histories
@@ -122,6 +140,44 @@ def _due_elsewhere(now: dt.datetime) -> list[tuple[int, str, str]]:
 
 # Listings handed out per identity and region and tick, at most.
 LISTINGS_PER_TICK = 200
+# Batches of executions handed out and not finished yet, per identity and
+# region, at most (a batch whose worker died counts until its lease ends).
+BATCHES_IN_FLIGHT = 2
+
+
+def _in_flight_key(account: str, region: str) -> str:
+    return f"batches-in-flight:{account}:{region}"
+
+
+def in_flight(account: str, region: str) -> int:
+    """Batches of this identity and region handed to workers and not finished."""
+    try:
+        return max(0, int(cache.get(_in_flight_key(account, region)) or 0))
+    except Exception:
+        # The shared cache is down: no back-pressure, the budget still holds.
+        return 0
+
+
+def batches_sent(account: str, region: str, n: int) -> None:
+    key = _in_flight_key(account, region)
+    try:
+        # Counted for a lease at most: batches of a dead worker stop counting.
+        cache.add(key, 0, timeout=settings.SFNUI_SYNC_LEASE)
+        cache.incr(key, n)
+    except Exception:
+        log.warning("could not count batches in flight", exc_info=True)
+
+
+def batch_done(account: str, region: str) -> None:
+    key = _in_flight_key(account, region)
+    try:
+        if (cache.get(key) or 0) > 0:
+            cache.decr(key)
+    except Exception:
+        # Gone (expired) or the cache is down: nothing to count down.
+        log.debug("could not count a batch done", exc_info=True)
+
+
 # Executions outside every scheduled identity and region, per tick.
 ELSEWHERE_PER_TICK = 20
 

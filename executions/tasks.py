@@ -26,8 +26,7 @@ def sync_tick() -> dict[str, int]:
         discover.delay(region, account)
     for pk in work.state_machines:
         list_state_machine.delay(pk)
-    for account, region, pks in work.batches:
-        sync_executions.delay(pks, region, account)
+    _send_batches(work.batches)
     return {
         "discoveries": len(work.discoveries),
         "state_machines": len(work.state_machines),
@@ -53,16 +52,24 @@ def list_state_machine(state_machine_pk: int) -> str:
             return "busy"
         stats = sync.list_state_machine(sm)
     # What the listing found goes to a worker now rather than at the next tick.
-    for account, region, pks in schedule.claim_flagged(stats.flagged):
-        sync_executions.delay(pks, region, account)
+    _send_batches(schedule.claim_flagged(stats.flagged))
     return stats.summary()
+
+
+def _send_batches(batches: list[tuple[str, str, list[int]]]) -> None:
+    for account, region, pks in batches:
+        schedule.batches_sent(account, region, 1)
+        sync_executions.delay(pks, region, account)
 
 
 @shared_task(acks_late=True)
 def sync_executions(pks: list[int], region: str, account: str = "") -> str:
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
-    return sync.sync_executions(pks, region, account).summary()
+    try:
+        return sync.sync_executions(pks, region, account).summary()
+    finally:
+        schedule.batch_done(account, region)
 
 
 @shared_task(acks_late=True)

@@ -93,24 +93,35 @@ def test_the_plan_counts_busy_and_idle_state_machines_of_one_account_and_region(
     assert (p.busy, p.idle, p.rate) == (3, 7, 2.5)
 
 
-def test_a_tick_hands_out_the_longest_due_listings_no_more_than_the_budget_holds(
+def test_a_tick_hands_out_the_latest_listings_for_their_interval_within_the_budget(
     settings: Any,
 ) -> None:
     settings.SFNUI_API_QUOTAS = {"ListExecutions": (6, 0.001)}  # 3 tokens (share 0.5)
     settings.SFNUI_API_SHARE = 0.5
+    settings.SFNUI_LIST_INTERVAL = 5
     now = timezone.now()
-    waiting = [
-        factories.state_machine_row(f"idle-{i}", list_due_at=now - dt.timedelta(minutes=5 - i))
+    # A wave of idle ones a minute late on an interval of 490 s, a busy one
+    # 10 s late on 5 s, and an idle one so late that it must not wait longer.
+    wave = [
+        factories.state_machine_row(
+            f"idle-{i}", list_due_at=now - dt.timedelta(seconds=60 + i), list_interval=490
+        )
         for i in range(5)
     ]
-    factories.state_machine_row("busy", list_due_at=now, busy_until=now + dt.timedelta(minutes=5))
+    busy = factories.state_machine_row(
+        "busy",
+        list_due_at=now - dt.timedelta(seconds=10),
+        list_interval=5,
+        busy_until=now + dt.timedelta(minutes=5),
+    )
+    starved = factories.state_machine_row(
+        "starved", list_due_at=now - dt.timedelta(hours=1), list_interval=490
+    )
     work = schedule.claim_due_work()
-    # 3 tokens pay for 2 listings (1.5 calls each on average), the longest
-    # waiting first: a busy one's priority is its interval, never a starved
-    # idle one.
-    assert work.state_machines == [waiting[0].pk, waiting[1].pk]
+    # 3 tokens pay for 2 listings (1.5 calls each on average).
+    assert work.state_machines == [starved.pk, busy.pk]
     again = schedule.claim_due_work()
-    assert again.state_machines == [waiting[2].pk, waiting[3].pk]
+    assert again.state_machines == [wave[4].pk, wave[3].pk]
 
 
 def test_a_listing_schedules_the_next_one_by_activity(

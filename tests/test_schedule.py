@@ -41,13 +41,26 @@ def test_due_work_is_claimed_once_and_comes_back_after_the_lease(settings: Any) 
     assert settled.pk not in [pk for _, _, pks in again.batches for pk in pks]
 
 
-def test_batches_follow_the_configured_size(settings: Any) -> None:
+def test_batches_follow_the_configured_size_and_what_the_workers_get_through(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings.SFNUI_SYNC_BATCH = 3
     sm = factories.state_machine_row()
     for _ in range(7):
         factories.execution_row(sm, status="RUNNING", sync_due_at=timezone.now())
-    work = schedule.claim_due_work()
-    assert [len(pks) for _, _, pks in work.batches] == [3, 3, 1]
+    sent: list[Any] = []
+    monkeypatch.setattr(tasks.sync_executions, "delay", lambda *a: sent.append(a))
+    tasks.sync_tick()
+    # Two batches in flight at most per identity and region: the rest waits
+    # for the workers, not in the broker's queue ahead of the listings.
+    assert [len(pks) for pks, _, _ in sent] == [3, 3]
+    assert schedule.in_flight("default", "us-east-1") == 2
+    cache.delete("lock:sync-tick")
+    tasks.sync_tick()
+    assert len(sent) == 2
+    schedule.batch_done("default", "us-east-1")
+    tasks.sync_tick()
+    assert [len(pks) for pks, _, _ in sent] == [3, 3, 1]
 
 
 def test_the_tick_follows_the_history_budget(settings: Any) -> None:
