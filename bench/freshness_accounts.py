@@ -139,6 +139,10 @@ def main() -> None:
             ).stdout
             queue = next(x for x in made.splitlines() if x.startswith("SFNUI_EVENTS_QUEUE_URL="))
             worker_env["SFNUI_EVENTS_QUEUE_URL"] = queue.split("=", 1)[1]
+            # This process reads the plans too (what /sync/ states).
+            from django.conf import settings
+
+            settings.SFNUI_EVENTS_QUEUE_URL = [worker_env["SFNUI_EVENTS_QUEUE_URL"]]
             log = (ROOT / "var" / "bench" / "consumer.log").open("wb")
             consumer = subprocess.Popen(
                 [sys.executable, "manage.py", "consume_events"],

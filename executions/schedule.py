@@ -68,9 +68,9 @@ def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datet
 
     "Latest for its interval": a busy state machine 5 s late on a 5 s
     interval goes before an idle one 60 s late on a 490 s interval, so a
-    wave of idle listings never holds back the busy ones; and an idle one
-    that waits long enough goes first in turn, so none starves when the
-    budget runs short (throttling).
+    wave of idle listings (a whole account's first ones, at start) never
+    holds back the busy ones; and an idle one that waits long enough goes
+    first in turn, so none starves when the budget runs short (throttling).
     """
     try:
         tokens, _ = budget.level(region, "ListExecutions", account)
@@ -83,9 +83,12 @@ def _claim_listings(account: str, region: str, now: dt.datetime, until: dt.datet
     candidates = dict.fromkeys(due.values_list(*columns)[: room * 4])
     candidates.update(dict.fromkeys(due.filter(busy_until__gt=now).values_list(*columns)[:room]))
     base = settings.SFNUI_LIST_INTERVAL
+    # One never listed (discovered just now, or at start) counts as idle: at
+    # start, a whole account's first listings must not hold back busy ones.
+    unknown = plan.plan(account, region).idle_interval
 
     def lateness(row: tuple[int, dt.datetime, float]) -> float:
-        return (now - row[1]).total_seconds() / max(row[2] or base, base)
+        return (now - row[1]).total_seconds() / max(row[2] or unknown, base)
 
     claimed = []
     for pk, due_at, _ in sorted(candidates, key=lateness, reverse=True)[:room]:

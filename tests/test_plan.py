@@ -117,6 +117,12 @@ def test_a_tick_hands_out_the_latest_listings_for_their_interval_within_the_budg
     starved = factories.state_machine_row(
         "starved", list_due_at=now - dt.timedelta(hours=1), list_interval=490
     )
+    # Just discovered, never listed: counted as idle (at start, a whole
+    # account's first listings must not hold back the busy ones).
+    for i in range(20):
+        factories.state_machine_row(
+            f"new-{i}", list_due_at=now - dt.timedelta(seconds=15), list_interval=0
+        )
     work = schedule.claim_due_work()
     # 3 tokens pay for 2 listings (1.5 calls each on average).
     assert work.state_machines == [starved.pk, busy.pk]
