@@ -197,16 +197,24 @@ def _discovered_key(account: str, region: str) -> str:
 def claim_flagged(
     arns: list[str], now: dt.datetime | None = None
 ) -> list[tuple[str, str, list[int]]]:
-    """Claim, right after a listing, the executions it flagged: no tick to wait for."""
+    """Claim, right after a listing, the executions it flagged: no tick to wait
+    for, unless the workers are busy with as many batches as they should have
+    (then the tick hands them out, flagged ones first)."""
     now = now or timezone.now()
     lease = dt.timedelta(seconds=settings.SFNUI_SYNC_LEASE)
     due: list[tuple[str, str, int]] = []
+    room: dict[tuple[str, str], int] = {}
     for start in range(0, min(len(arns), LISTINGS_PER_TICK * 5), 500):
         chunk = arns[start : start + 500]
         for pk, account, region in Execution.objects.filter(
             arn__in=chunk, sync_due_at__lte=now
         ).values_list("pk", "state_machine__account", "state_machine__region"):
-            due.append((aws.key_for(account, region), region, pk))
+            pair = (aws.key_for(account, region), region)
+            if pair not in room:
+                room[pair] = (BATCHES_IN_FLIGHT - in_flight(*pair)) * settings.SFNUI_SYNC_BATCH
+            if room[pair] > 0:
+                room[pair] -= 1
+                due.append((*pair, pk))
     return _claim_batches(due, now + lease)
 
 

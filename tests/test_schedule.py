@@ -254,3 +254,25 @@ def test_a_tick_killed_while_it_holds_its_lock_blocks_the_schedule_for_a_lease_a
     monkeypatch.setattr(cache, "add", add)
     tasks.sync_tick()
     assert taken == [10]
+
+
+def test_what_a_listing_flagged_waits_for_the_tick_while_the_workers_are_full(
+    settings: Any,
+) -> None:
+    settings.SFNUI_SYNC_BATCH = 5
+    sm = factories.state_machine_row()
+    flagged = [
+        factories.execution_row(sm, status="SUCCEEDED", needs_describe=True, sync_due_at=None)
+        for _ in range(8)
+    ]
+    Execution.objects.update(sync_due_at=timezone.now())
+    arns = [ex.arn for ex in flagged]
+    schedule.batches_sent("default", "us-east-1", 1)
+    # One batch in flight: room for one more (5 executions), no more.
+    assert [len(pks) for _, _, pks in schedule.claim_flagged(arns)] == [5]
+    schedule.batches_sent("default", "us-east-1", 1)
+    assert schedule.claim_flagged(arns) == []
+    # Still due: the tick hands them out, flagged first, once a batch is done.
+    schedule.batch_done("default", "us-east-1")
+    claimed = [pk for _, _, pks in schedule.claim_due_work().batches for pk in pks]
+    assert len(claimed) == 3
