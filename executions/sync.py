@@ -88,6 +88,8 @@ class Stats:
     missed_example: str = ""
     # A listing learned ends from the closed statuses (no DescribeExecution).
     ends_listed: int = 0
+    # State machines a discovery left to describe (see discover_state_machines).
+    to_describe: list[int] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -179,9 +181,14 @@ def _describe_error(exc: aws.AwsError) -> str:
 # --- State machines ------------------------------------------------------------
 
 
-def discover_state_machines(region: str, account: str = aws.DEFAULT) -> Stats:
+def discover_state_machines(
+    region: str, account: str = aws.DEFAULT, describe: bool = True
+) -> Stats:
     """ListStateMachines of one identity (aws.Target.key) in one region; describe
-    the new ones (and stale definitions)."""
+    the new ones (and stale definitions), or with `describe` off leave them in
+    `stats.to_describe` (the task hands them out in small batches, so that a
+    thousand DescribeStateMachine calls never hold a worker for half a minute
+    while listings wait)."""
     with recording(SyncRun.Kind.DISCOVER, region, account=account) as stats:
         t = aws.target(account)
         now = timezone.now()
@@ -207,10 +214,22 @@ def discover_state_machines(region: str, account: str = aws.DEFAULT) -> Stats:
                 )
             stats.state_machines += 1
             if sm.described_at is None or now - sm.described_at > DESCRIBE_STATE_MACHINE_EVERY:
-                _describe_state_machine(sm)
+                if describe:
+                    _describe_state_machine(sm)
+                else:
+                    stats.to_describe.append(sm.pk)
         # What this identity reads in the region and no longer lists is gone.
         gone = plan.machines(account, region).exclude(arn__in=seen)
         gone.update(status="DELETED", list_due_at=None)
+    return stats
+
+
+def describe_state_machines(pks: list[int], region: str, account: str = "") -> Stats:
+    """DescribeStateMachine of a batch (new ones, or definitions due again)."""
+    with recording(SyncRun.Kind.DISCOVER, region, account=account) as stats:
+        for sm in StateMachine.objects.filter(pk__in=pks):
+            _describe_state_machine(sm)
+            stats.state_machines += 1
     return stats
 
 

@@ -36,10 +36,24 @@ def sync_tick() -> dict[str, int]:
 
 @shared_task(acks_late=True)
 def discover(region: str, account: str = "default") -> str:
-    stats = sync.discover_state_machines(region, account)
+    stats = sync.discover_state_machines(region, account, describe=False)
     if not stats.errors:
         schedule.discovered(region, account)
+    # Definitions in small batches, between the listings rather than before them.
+    for start in range(0, len(stats.to_describe), DESCRIBE_BATCH):
+        describe_state_machines.delay(
+            stats.to_describe[start : start + DESCRIBE_BATCH], region, account
+        )
     return stats.summary()
+
+
+# State machines described per task: a few seconds of the DescribeStateMachine budget.
+DESCRIBE_BATCH = 20
+
+
+@shared_task(acks_late=True)
+def describe_state_machines(pks: list[int], region: str, account: str = "") -> str:
+    return sync.describe_state_machines(pks, region, account).summary()
 
 
 @shared_task(acks_late=True)

@@ -217,7 +217,7 @@ def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     written = _timeouts(monkeypatch)
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     monkeypatch.setattr(
-        tasks.sync, "discover_state_machines", lambda region, account: tasks.sync.Stats()
+        tasks.sync, "discover_state_machines", lambda region, account, describe: tasks.sync.Stats()
     )
     tasks.discover("us-east-1")
     assert written["discovered:default:us-east-1"] == 3600
@@ -232,7 +232,9 @@ def test_a_discovery_that_failed_is_retried_after_the_lease(
 ) -> None:
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     failed = tasks.sync.Stats(errors=["AWS unreachable in ListStateMachines"])
-    monkeypatch.setattr(tasks.sync, "discover_state_machines", lambda region, account: failed)
+    monkeypatch.setattr(
+        tasks.sync, "discover_state_machines", lambda region, account, describe: failed
+    )
     tasks.discover("us-east-1")
     cache.delete("discover-claimed:default:us-east-1")  # the lease ends
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
@@ -276,3 +278,22 @@ def test_what_a_listing_flagged_waits_for_the_tick_while_the_workers_are_full(
     schedule.batch_done("default", "us-east-1")
     claimed = [pk for _, _, pks in schedule.claim_due_work().batches for pk in pks]
     assert len(claimed) == 3
+
+
+def test_a_discovery_task_hands_the_definitions_out_in_small_batches(
+    fake_aws: Any, make_state_machine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import PASS
+
+    for i in range(45):
+        make_state_machine(f"sm-{i:02d}", PASS)
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.describe_state_machines, "delay", lambda *a: sent.append(a))
+    tasks.discover("us-east-1", "default")
+    # Listed at once (due now), described by three tasks between the listings.
+    assert StateMachine.objects.filter(described_at__isnull=True).count() == 45
+    assert [len(pks) for pks, _, _ in sent] == [20, 20, 5]
+    for pks, region, account in sent:
+        tasks.describe_state_machines(pks, region, account)
+    assert not StateMachine.objects.filter(described_at__isnull=True).exists()
+    assert StateMachine.objects.exclude(definition="").count() == 45
