@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -148,37 +149,47 @@ LISTINGS_PER_TICK = 200
 BATCHES_IN_FLIGHT = 2
 
 
-def _in_flight_key(account: str, region: str) -> str:
-    return f"batches-in-flight:{account}:{region}"
+def _slot_keys(account: str, region: str) -> list[str]:
+    return [f"batch-slot:{account}:{region}:{i}" for i in range(BATCHES_IN_FLIGHT)]
 
 
 def in_flight(account: str, region: str) -> int:
     """Batches of this identity and region handed to workers and not finished."""
     try:
-        return max(0, int(cache.get(_in_flight_key(account, region)) or 0))
+        return len(cache.get_many(_slot_keys(account, region)))
     except Exception:
         # The shared cache is down: no back-pressure, the budget still holds.
         return 0
 
 
-def batches_sent(account: str, region: str, n: int) -> None:
-    key = _in_flight_key(account, region)
+def batch_sent(account: str, region: str) -> str | None:
+    """Take a slot for a batch handed to a worker; the worker gives it back
+    with `batch_done`. A slot is held for a lease at most: the batch of a
+    worker that died stops counting then, whatever the cache backend (one
+    slot a key, no counter to drift). None when every slot is taken (the
+    tick and a listing raced) or the cache is down: the batch goes anyway."""
+    token = uuid.uuid4().hex
     try:
-        # Counted for a lease at most: batches of a dead worker stop counting.
-        cache.add(key, 0, timeout=settings.SFNUI_SYNC_LEASE)
-        cache.incr(key, n)
+        for key in _slot_keys(account, region):
+            if cache.add(key, token, timeout=settings.SFNUI_SYNC_LEASE):
+                return f"{key}={token}"
     except Exception:
-        log.warning("could not count batches in flight", exc_info=True)
+        log.warning("could not count a batch in flight", exc_info=True)
+    return None
 
 
-def batch_done(account: str, region: str) -> None:
-    key = _in_flight_key(account, region)
+def batch_done(slot: str | None) -> None:
+    """Give back the slot `batch_sent` took, unless its lease ended and
+    another batch holds it now."""
+    if not slot:
+        return
+    key, _, token = slot.partition("=")
     try:
-        if (cache.get(key) or 0) > 0:
-            cache.decr(key)
+        if cache.get(key) == token:
+            cache.delete(key)
     except Exception:
-        # Gone (expired) or the cache is down: nothing to count down.
-        log.debug("could not count a batch done", exc_info=True)
+        # The cache is down: the slot frees itself at the end of its lease.
+        log.debug("could not give a batch slot back", exc_info=True)
 
 
 # Executions outside every scheduled identity and region, per tick.

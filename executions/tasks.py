@@ -72,18 +72,17 @@ def list_state_machine(state_machine_pk: int) -> str:
 
 def _send_batches(batches: list[tuple[str, str, list[int]]]) -> None:
     for account, region, pks in batches:
-        schedule.batches_sent(account, region, 1)
-        sync_executions.delay(pks, region, account)
+        sync_executions.delay(pks, region, account, schedule.batch_sent(account, region))
 
 
 @shared_task(acks_late=True)
-def sync_executions(pks: list[int], region: str, account: str = "") -> str:
+def sync_executions(pks: list[int], region: str, account: str = "", slot: str | None = None) -> str:
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
     try:
         return sync.sync_executions(pks, region, account).summary()
     finally:
-        schedule.batch_done(account, region)
+        schedule.batch_done(slot)
 
 
 @shared_task(acks_late=True)

@@ -53,14 +53,47 @@ def test_batches_follow_the_configured_size_and_what_the_workers_get_through(
     tasks.sync_tick()
     # Two batches in flight at most per identity and region: the rest waits
     # for the workers, not in the broker's queue ahead of the listings.
-    assert [len(pks) for pks, _, _ in sent] == [3, 3]
+    assert [len(pks) for pks, _, _, _ in sent] == [3, 3]
     assert schedule.in_flight("default", "us-east-1") == 2
     cache.delete("lock:sync-tick")
     tasks.sync_tick()
     assert len(sent) == 2
-    schedule.batch_done("default", "us-east-1")
+    schedule.batch_done(sent[0][3])
     tasks.sync_tick()
-    assert [len(pks) for pks, _, _ in sent] == [3, 3, 1]
+    assert [len(pks) for pks, _, _, _ in sent] == [3, 3, 1]
+
+
+def test_the_slot_of_a_batch_whose_worker_died_frees_itself_after_a_lease(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SFNUI_SYNC_LEASE = 30
+    written = _timeouts(monkeypatch)
+    first = schedule.batch_sent("default", "us-east-1")
+    second = schedule.batch_sent("default", "us-east-1")
+    assert first
+    assert second
+    assert first != second
+    # One key a slot, written once with the lease as its expiry: nothing
+    # rewrites it later with another expiry (a counter's incr on the database
+    # cache did, and two killed batches held the workers back for good).
+    slots = [slot.partition("=")[0] for slot in (first, second)]
+    assert [written[key] for key in slots] == [30, 30]
+    # Every slot taken: a batch still goes (the tick and a listing raced),
+    # uncounted.
+    assert schedule.batch_sent("default", "us-east-1") is None
+    assert schedule.in_flight("default", "us-east-1") == 2
+    assert schedule.in_flight("default", "eu-west-1") == 0
+    # Nobody gives the slots back (the workers were killed): the lease ends.
+    cache.delete_many(slots)
+    assert schedule.in_flight("default", "us-east-1") == 0
+    third = schedule.batch_sent("default", "us-east-1")
+    assert third is not None
+    # The dead worker's late "done" does not free the slot a live batch holds.
+    schedule.batch_done(first)
+    schedule.batch_done(second)
+    assert schedule.in_flight("default", "us-east-1") == 1
+    schedule.batch_done(third)
+    assert schedule.in_flight("default", "us-east-1") == 0
 
 
 def test_the_tick_follows_the_history_budget(settings: Any) -> None:
@@ -114,7 +147,11 @@ def test_the_tick_enqueues_what_is_due(settings: Any, monkeypatch: pytest.Monkey
     result = tasks.sync_tick()
     assert result == {"discoveries": 1, "state_machines": 1, "executions": 1}
     assert ("list_state_machine", (sm.pk,)) in sent
-    assert ("sync_executions", ([ex.pk], "us-east-1", "default")) in sent
+    batch = next(a for n, a in sent if n == "sync_executions")
+    assert batch[:3] == ([ex.pk], "us-east-1", "default")
+    # It carries the slot it holds, for the worker to give back.
+    assert batch[3]
+    assert schedule.in_flight("default", "us-east-1") == 1
 
 
 def test_a_tick_that_overlaps_another_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,7 +209,7 @@ def test_a_listing_hands_what_it_flagged_to_a_worker_at_once(
     monkeypatch.setattr(tasks.sync_executions, "delay", lambda *a: sent.append(a))
     tasks.list_state_machine(StateMachine.objects.get(arn=sm_arn).pk)
     assert len(sent) == 1
-    pks, region, account = sent[0]
+    pks, region, account, _slot = sent[0]
     assert (region, account) == ("us-east-1", "default")
     assert sorted(pks) == sorted(Execution.objects.values_list("pk", flat=True))
     # Claimed: the next tick does not hand them out again.
@@ -269,13 +306,13 @@ def test_what_a_listing_flagged_waits_for_the_tick_while_the_workers_are_full(
     ]
     Execution.objects.update(sync_due_at=timezone.now())
     arns = [ex.arn for ex in flagged]
-    schedule.batches_sent("default", "us-east-1", 1)
+    first = schedule.batch_sent("default", "us-east-1")
     # One batch in flight: room for one more (5 executions), no more.
     assert [len(pks) for _, _, pks in schedule.claim_flagged(arns)] == [5]
-    schedule.batches_sent("default", "us-east-1", 1)
+    schedule.batch_sent("default", "us-east-1")
     assert schedule.claim_flagged(arns) == []
     # Still due: the tick hands them out, flagged first, once a batch is done.
-    schedule.batch_done("default", "us-east-1")
+    schedule.batch_done(first)
     claimed = [pk for _, _, pks in schedule.claim_due_work().batches for pk in pks]
     assert len(claimed) == 3
 
