@@ -12,6 +12,8 @@ Nothing is lost and nothing is applied twice, whenever it is killed:
 - a message is deleted only after its change is committed; killed before the
   delete, SQS hands it out again when its visibility timeout ends, and the
   second application is a no-op (events.apply is idempotent);
+- a message's outcome is counted (for /sync/) in the transaction that applies
+  it: a message deleted from SQS has always been counted, once per delivery;
 - a message that cannot be read is kept aside (UnreadableEvent, shown on
   /sync/) and then deleted: not lost, not retried forever; one whose
   application keeps failing (say, the database refuses it) is retried by SQS
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -111,6 +113,7 @@ class Consumer:
         try:
             with transaction.atomic():
                 outcome = events.apply(change)
+                self._count(outcome.value)
         except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc)[:500]}"
             log.warning("could not apply the event of %s: %s", change.arn, error)
@@ -127,16 +130,20 @@ class Consumer:
 
     def _keep_aside(self, message: dict[str, Any], receives: int, error: str, batch: Batch) -> bool:
         try:
-            UnreadableEvent.objects.update_or_create(
-                message_id=str(message["MessageId"])[:128],
-                defaults={
-                    "queue": self.row,
-                    "received_at": timezone.now(),
-                    "receive_count": receives,
-                    "body": str(message.get("Body") or "")[:BODY_LIMIT].replace("\x00", "\ufffd"),
-                    "error": error[:4000],
-                },
-            )
+            with transaction.atomic():
+                UnreadableEvent.objects.update_or_create(
+                    message_id=str(message["MessageId"])[:128],
+                    defaults={
+                        "queue": self.row,
+                        "received_at": timezone.now(),
+                        "receive_count": receives,
+                        "body": str(message.get("Body") or "")[:BODY_LIMIT].replace(
+                            "\x00", "\ufffd"
+                        ),
+                        "error": error[:4000],
+                    },
+                )
+                self._count("unreadable")
         except Exception as exc:
             # Not kept: not deleted either. SQS hands it out again.
             batch.errors.append(f"could not keep a message aside: {type(exc).__name__}: {exc}")
@@ -146,8 +153,8 @@ class Consumer:
         return True
 
     def _record(self, batch: Batch) -> None:
-        """The heartbeat (the queue was read), the counts of this minute, and
-        now and then the queue's depth."""
+        """The heartbeat (the queue was read), the last error, and now and
+        then the queue's depth."""
         now = timezone.now()
         fields: dict[str, Any] = {
             "heartbeat_at": now,
@@ -169,16 +176,20 @@ class Consumer:
                 fields["last_error"] = f"could not read the queue's depth: {exc.message}"
                 fields["last_error_at"] = now
         EventQueue.objects.filter(pk=self.row.pk).update(**fields)
-        counted = {k: v for k, v in batch.outcomes.items() if v}
-        if counted:
-            minute = now.replace(second=0, microsecond=0)
-            row, created = EventCount.objects.get_or_create(
-                queue=self.row, minute=minute, defaults=counted
-            )
-            if not created:
-                EventCount.objects.filter(pk=row.pk).update(
-                    **{k: F(k) + v for k, v in counted.items()}
-                )
+
+    def _count(self, outcome: str) -> None:
+        """One message's outcome in this minute's counts; inside the
+        transaction that applied it (see the module's docstring)."""
+        minute = timezone.now().replace(second=0, microsecond=0)
+        mine = EventCount.objects.filter(queue=self.row, minute=minute)
+        if mine.update(**{outcome: F(outcome) + 1}):
+            return
+        try:
+            with transaction.atomic():
+                EventCount.objects.create(queue=self.row, minute=minute, **{outcome: 1})
+        except IntegrityError:
+            # Another consumer of the queue made the minute's row first.
+            mine.update(**{outcome: F(outcome) + 1})
 
     def failed(self, error: str) -> None:
         """A receive failed: say so on /sync/. No heartbeat: events that cannot

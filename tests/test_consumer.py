@@ -106,6 +106,30 @@ def test_each_message_is_applied_once_then_deleted_and_counted(sqs: Any, queue_u
     assert consumer.applied_recently()[row.pk]["applied"] == total.outcomes["applied"]
 
 
+def test_a_consumer_killed_after_the_delete_has_counted_what_it_deleted(
+    sqs: Any, queue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send(sqs, queue_url, event("RUNNING"), event("SUCCEEDED"), "not an event")
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self: Any, batch: Any) -> None:
+        raise Killed  # SIGKILL between the delete and the heartbeat
+
+    monkeypatch.setattr(consumer.Consumer, "_record", killed)
+    c = consumer.Consumer(queue_url)
+    for _ in range(10):
+        with pytest.raises(Killed):
+            c.consume_once(wait=1)
+        if depth(sqs, queue_url) == (0, 0):
+            break
+    # Deleted, and every one of them counted in the transaction that applied it.
+    assert depth(sqs, queue_url) == (0, 0)
+    counted = EventCount.objects.all()
+    assert sum(r.applied + r.duplicate + r.stale + r.unreadable for r in counted) == 3
+
+
 def test_an_unreadable_message_is_kept_aside_and_not_retried(sqs: Any, queue_url: str) -> None:
     send(sqs, queue_url, "<html>not an event</html>", event(status="EXPLODED"))
     total = drain(consumer.Consumer(queue_url))
