@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connections, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -56,6 +57,40 @@ def test_it_is_ok_without_a_login(client: Client) -> None:
     assert body["cache"]["ok"] is True
     assert body["sync"]["last_ok_at"] is None
     assert body["sync"]["stale"] is True
+
+
+def test_a_writer_holding_the_database_leaves_no_check_queued_behind_it(
+    client: Client, django_user_model: Any
+) -> None:
+    """The sync or a migration holds the write lock (SQLite has one for the
+    whole file): /healthz answers, ready, and no check thread is left waiting
+    for the lock (one that waits for SQLite's busy timeout, 30 s, holds up
+    the writers queued behind it)."""
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        try:
+            with transaction.atomic():
+                django_user_model.objects.create(username="writer")
+                held.set()
+                release.wait(15)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert held.wait(10)
+        response = client.get(URL)
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["cache"]["ok"] is True
+        assert body["database"]["ok"] is True
+        waiting = [t.name for t in threading.enumerate() if t.name.startswith("healthz-")]
+        assert waiting == []
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_head_works_and_other_methods_do_not(client: Client) -> None:

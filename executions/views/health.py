@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.db import DatabaseCache
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -48,6 +49,16 @@ def _check_broker() -> dict[str, Any]:
 
 def _check_cache() -> dict[str, Any]:
     key = f"healthz:{uuid.uuid4().hex}"
+    if isinstance(caches["default"], DatabaseCache):
+        # The cache is a table of the database: a read proves it answers
+        # (WAL readers never wait). A write would queue for the database's
+        # write lock, up to its busy timeout (30 s on SQLite), in a thread
+        # left behind after the deadline, and hold up the writers behind it.
+        try:
+            cache.get(key)
+        finally:
+            connections.close_all()
+        return {"backend": type(caches["default"]).__name__}
     value = uuid.uuid4().hex
     try:
         cache.set(key, value, timeout=30)
