@@ -8,6 +8,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 import boto3
@@ -17,6 +18,9 @@ from fakeaws import FakeAwsServer
 
 from .traffic import Traffic
 from .workflows import OTHER_ACCOUNT, OTHER_ACCOUNT_WORKFLOWS, OTHER_REGION, READER_ROLE
+
+# Seconds the traffic threads get to finish a call in flight after Ctrl-C.
+STOP_GRACE = 3.0
 
 log = logging.getLogger("demo")
 
@@ -98,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in traffics]
         for thread in threads:
             thread.start()
+        stop.wait()
+        # A thread in the middle of a call to the endpoint gets a moment to
+        # finish it; Ctrl-C never waits for more (they are daemons).
+        deadline = time.monotonic() + STOP_GRACE
         for thread in threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
         for traffic in traffics:
             log.info("stopping: %s", traffic.summary())
     finally:
