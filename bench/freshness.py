@@ -16,6 +16,7 @@ by the endpoint (the sync stayed within its share).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -60,7 +61,7 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from executions.models import Execution
+    from executions.models import Execution, SyncRun
 
     reset_cache_tables()
     with fakeaws_process("--quotas", "aws") as endpoint:
@@ -105,6 +106,7 @@ def main() -> None:
 
         latencies: list[float] = []
         page_mismatches = 0
+        watch_start = timezone.now()
         with workers(endpoint, concurrency=2, SFNUI_SYNC_TICK="1") as proc:
             synced_at = _wait_backfill(
                 Execution, args.executions, proc, deadline=t_start + first_end
@@ -132,7 +134,8 @@ def main() -> None:
                 # below take time that is the bench's, not the sync's.
                 seen_at = timezone.now()
                 for arn, stop in seen:
-                    latencies.append((seen_at - stop).total_seconds())
+                    if stop is not None:
+                        latencies.append((seen_at - stop).total_seconds())
                     del pending[arn]
                 for arn, _ in seen:
                     page = client.get(f"/executions/{arn}/")
@@ -152,8 +155,30 @@ def main() -> None:
                 },
                 "calls throttled by the endpoint (AWS quotas)": throttled,
                 "share of each quota": settings.SFNUI_API_SHARE,
+                **_sync_runs(SyncRun, watch_start),
             },
         )
+
+
+def _sync_runs(model: Any, since: Any) -> dict[str, Any]:
+    """Where an end's time goes: how far apart the listings of the state
+    machine started, how long they and the execution batches took."""
+    runs = model.objects.filter(started_at__gte=since, finished_at__isnull=False)
+    lists = list(
+        runs.filter(kind="list").order_by("started_at").values_list("started_at", "finished_at")
+    )
+    batches = list(runs.filter(kind="executions").values_list("started_at", "finished_at"))
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(lists)]
+    return {
+        "seconds between the listings' starts": {k: round(v, 2) for k, v in summary(gaps).items()},
+        "seconds a listing took": {
+            k: round(v, 2) for k, v in summary([(f - s).total_seconds() for s, f in lists]).items()
+        },
+        "seconds a batch of executions took": {
+            k: round(v, 2)
+            for k, v in summary([(f - s).total_seconds() for s, f in batches]).items()
+        },
+    }
 
 
 def _control(endpoint: str, path: str) -> Any:
