@@ -34,3 +34,9 @@ if settings.SFNUI_OIDC_ENABLED:
         path("oidc/authenticate/", oidc.sign_in, name="oidc_authentication_init"),
         path("oidc/callback/", oidc.callback, name="oidc_authentication_callback"),
     ]
+
+# The site's own error pages, safe with a request Django refused (errors.py).
+handler400 = "executions.views.errors.bad_request"
+handler403 = "executions.views.errors.permission_denied"
+handler404 = "executions.views.errors.page_not_found"
+handler500 = "executions.views.errors.server_error"

@@ -406,6 +406,10 @@ HEADERS = [
 ]
 
 
+# A form labelled with another charset than UTF-8 is one Django refuses (400).
+CHARSETS = ["", "", "", "; charset=utf-8", "; charset=utf-16", "; charset=latin-1", "; charset=x"]
+
+
 @dataclass
 class Request:
     method: str
@@ -414,6 +418,7 @@ class Request:
     raw_query: str
     body: list[tuple[str, str]]
     headers: dict[str, str]
+    charset: str = ""
 
     def send(self, client: Client) -> Any:
         query = urlencode(self.query) + self.raw_query
@@ -423,7 +428,7 @@ class Request:
             self.method,
             url,
             data=body,
-            content_type="application/x-www-form-urlencoded",
+            content_type="application/x-www-form-urlencoded" + self.charset,
             headers=self.headers,
         )
 
@@ -437,6 +442,7 @@ def requests_for(endpoint: Endpoint, known: dict[str, list[str]]) -> st.SearchSt
         raw_query=st.sampled_from(RAW_QUERIES),
         body=pairs(known, sizes=BODY_SIZES),
         headers=st.sampled_from(HEADERS),
+        charset=st.sampled_from(CHARSETS),
     )
 
 
