@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -116,3 +119,31 @@ class RefusalMessageMiddleware:
             if header in refused:
                 response[header] = refused[header]
         return response
+
+
+class AdminEmptyToFieldMiddleware:
+    """Django's admin answers an empty `_to_field` (in the query or the form)
+    with a 500: it looks up a model field named "". Here it is a 400 that
+    says so. A process_view, so that a signed-out visitor still meets the
+    sign-in first."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> None:
+        if not request.path.startswith(reverse("admin:index")):
+            return
+        values = request.GET.getlist(TO_FIELD)
+        if request.method == "POST":
+            values += request.POST.getlist(TO_FIELD)
+        if "" in values:
+            raise BadRequest(f"{TO_FIELD} is empty: leave it out, or name a field.")
+
+
+# The admin's parameter naming the field a related object is picked by.
+TO_FIELD = "_to_field"

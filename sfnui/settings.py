@@ -101,6 +101,8 @@ MIDDLEWARE = [
     # Every page needs a signed-in user unless its view says
     # @login_not_required (/healthz, the login page).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # The admin's 500 for an empty ?_to_field=, as a 400 (after the sign-in).
+    "executions.middleware.AdminEmptyToFieldMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

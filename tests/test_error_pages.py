@@ -82,3 +82,18 @@ def test_the_500_page_is_drawn_without_the_request_and_the_others_fall_back_to_p
     assert response.status_code == 400
     assert b"a &lt;b&gt;bad&lt;/b&gt; body" in response.content
     assert errors.server_error(request).status_code == 500
+
+
+def test_an_empty_to_field_in_the_admin_is_a_400_not_a_500(admin_client: Client) -> None:
+    sm = state_machine_row()
+    change = f"/admin/executions/statemachine/{sm.pk}/change/"
+    assert admin_client.get(change).status_code == 200
+    for response in (
+        admin_client.get(change + "?_to_field="),
+        admin_client.post(change, {"_to_field": ""}),
+        admin_client.get("/admin/auth/user/?_to_field="),
+    ):
+        assert response.status_code == 400
+        assert b"_to_field is empty" in response.content
+    # Signed out, the sign-in still comes first.
+    assert Client().get(change + "?_to_field=").status_code == 302
