@@ -40,7 +40,8 @@ from tests.urlmap import TOKEN, Endpoint, endpoints
 pytestmark = pytest.mark.django_db
 
 EXAMPLES = int(os.environ.get("SFNUI_FUZZ_EXAMPLES", "8"))
-_CI = bool(os.environ.get("CI"))
+# .ci/run sets SFNUI_CI; hosted CI services set CI.
+_CI = bool(os.environ.get("SFNUI_CI") or os.environ.get("CI"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
