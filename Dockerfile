@@ -37,7 +37,7 @@ COPY . .
 # The settings refuse the development secret key when DEBUG is off, and
 # collectstatic needs DEBUG off to write the hashed manifest that WhiteNoise
 # serves: a throwaway key for this one command, not kept in the image.
-RUN DJANGO_SECRET_KEY=build-only-collectstatic-not-used-at-run-time \
+RUN DJANGO_SECRET_KEY=build-only-key-for-collectstatic-not-used-at-run-time-not-kept \
     DJANGO_DEBUG=false \
     SFNUI_VAR_DIR=/tmp/sfnui-build \
     python manage.py collectstatic --noinput \

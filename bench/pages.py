@@ -482,7 +482,11 @@ def main() -> None:
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "bench-" + "x" * 40},
+        env={
+            **os.environ,
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "bench-pages-exports-" + "x" * 40,
+        },
         check=True,
     )
     common = ["--runs", str(args.runs), "--heavy-runs", str(args.heavy_runs)]

@@ -71,6 +71,28 @@ if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
         "set DJANGO_SECRET_KEY to a long random value."
     )
 
+
+def weak_secret_key(key: str) -> str:
+    """Why `key` fails Django's own rule (check --deploy's security.W009), or ""."""
+    if key.startswith("django-insecure-"):
+        return "starts with django-insecure-"
+    if len(key) < 50:
+        return f"has {len(key)} characters"
+    different = len(set(key))
+    if different < 5:
+        return f"has {different} different character{'' if different == 1 else 's'}"
+    return ""
+
+
+# Production refuses what `check --deploy` would only warn about. The key
+# itself is never in the message: even a weak one may be the real one.
+if not DEBUG and (_weak := weak_secret_key(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG is off but DJANGO_SECRET_KEY {_weak}: in production it needs "
+        "at least 50 characters, 5 or more of them different, e.g. from "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -86,11 +87,44 @@ def test_production_starts_with_its_own_key(tmp_path: Path) -> None:
     done = settings_of(
         tmp_path,
         DJANGO_DEBUG="false",
-        DJANGO_SECRET_KEY="x" * 60,
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="sfnui.example.com",
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["hosts"] == ["sfnui.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("abcde", "has 5 characters"),
+        (secrets.token_urlsafe(50)[:49], "has 49 characters"),
+        ("x" * 60, "has 1 different character"),
+        ("abcd" * 20, "has 4 different characters"),
+        ("django-insecure-" + secrets.token_urlsafe(50), "starts with django-insecure-"),
+    ],
+    ids=["5 long", "49 long", "1 different", "4 different", "development prefix"],
+)
+def test_production_refuses_a_weak_secret_key(tmp_path: Path, key: str, why: str) -> None:
+    """Django's own rule (check --deploy's W009): at least 50 characters, at
+    least 5 of them different, not Django's generated development key;
+    refused at start, not only warned about."""
+    done = settings_of(
+        tmp_path,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=key,
+        DJANGO_ALLOWED_HOSTS="sfnui.example.com",
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr
+    assert f"DJANGO_SECRET_KEY {why}" in done.stderr, done.stderr
+    assert "at least 50 characters" in done.stderr
+    assert key not in done.stderr  # a real key, even a weak one, stays out of the logs
+
+
+def test_development_takes_any_key(tmp_path: Path) -> None:
+    done = settings_of(tmp_path, DJANGO_DEBUG="true", DJANGO_SECRET_KEY="abcde")
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(
