@@ -120,6 +120,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A database that is gone, full or too slow: 503 with a message, not 500
+    # (loads the user, so before the sign-in check; sets the web process's
+    # statement timeout).
+    "executions.unavailable.DatabaseUnavailableMiddleware",
     # Every page needs a signed-in user unless its view says
     # @login_not_required (/healthz, the login page).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -172,6 +176,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a Celery worker started by a test sees the
     # test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# A server that does not answer (a host gone, packets dropped) fails the
+# connection after this long instead of libpq's "for ever"; a query string
+# in DATABASE_URL (?connect_timeout=) wins.
+SFNUI_DB_CONNECT_TIMEOUT = env_int("SFNUI_DB_CONNECT_TIMEOUT", 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", SFNUI_DB_CONNECT_TIMEOUT
+    )
+# Seconds a statement of a web request may run on PostgreSQL before it is
+# cancelled and the page answers 503; 0: no limit. The web process only
+# (executions/unavailable.py): the sync and migrations are not bounded.
+SFNUI_DB_STATEMENT_TIMEOUT = env_float("SFNUI_DB_STATEMENT_TIMEOUT", 10.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

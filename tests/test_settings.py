@@ -7,18 +7,25 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def settings_of(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "SFNUI_", "DATABASE_URL", "REDIS_URL"))
+def clean_env() -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": "sfnui.settings",
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "SFNUI_", "DATABASE_URL", "REDIS_URL"))
+        },
     }
+
+
+def settings_of(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     code = (
         "import django, json; django.setup(); from django.conf import settings as s; "
         "print(json.dumps({'debug': s.DEBUG, 'db': s.DATABASES['default']['ENGINE'], "
@@ -30,8 +37,7 @@ def settings_of(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", code],
         cwd=ROOT,
         env={
-            **clean,
-            "DJANGO_SETTINGS_MODULE": "sfnui.settings",
+            **clean_env(),
             "SFNUI_VAR_DIR": str(tmp_path),
             **env,
         },
@@ -127,9 +133,43 @@ def test_development_takes_any_key(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_postgresql_connections_give_up_after_a_connect_timeout(tmp_path: Path) -> None:
+    """libpq waits for ever for a server that does not answer; a page must not."""
+    import json
+
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.DATABASES['default'].get('OPTIONS', {}).get('connect_timeout'), "
+        "s.SFNUI_DB_STATEMENT_TIMEOUT]))"
+    )
+    url = "postgres://sfnui:pw@db.internal:5432/sfnui"
+
+    def options(**env: str) -> list[Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**clean_env(), "SFNUI_VAR_DIR": str(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        result: list[Any] = json.loads(done.stdout)
+        return result
+
+    assert options(DATABASE_URL=url) == [5, 10.0]
+    assert options(
+        DATABASE_URL=url, SFNUI_DB_CONNECT_TIMEOUT="3", SFNUI_DB_STATEMENT_TIMEOUT="2.5"
+    ) == [3, 2.5]
+    assert options(DATABASE_URL=url + "?connect_timeout=2")[0] == 2
+    assert options()[0] is None  # SQLite has no such option
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
+        ("SFNUI_DB_STATEMENT_TIMEOUT", "soon"),
+        ("SFNUI_DB_CONNECT_TIMEOUT", "5s"),
         ("DJANGO_DEBUG", "maybe"),
         ("SFNUI_AWS_READ_TIMEOUT", "soon"),
         ("SFNUI_API_SHARE", "2"),
