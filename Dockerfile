@@ -47,4 +47,7 @@ USER sfnui
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["python", "bin/healthcheck.py", "http://127.0.0.1:8000/healthz"]
-CMD ["gunicorn", "sfnui.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# --timeout: well above SFNUI_AWS_PAGE_DEADLINE (5 s, all the AWS calls of a
+# page) and a duplicate stop's wait for the first (7 s), so a worker is never
+# killed while it waits for AWS.
+CMD ["gunicorn", "sfnui.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "20", "--access-logfile", "-"]

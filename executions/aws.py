@@ -16,8 +16,10 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,25 +33,47 @@ from botocore.credentials import (
     CredentialProvider,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as ConnectPhaseError
+from botocore.parsers import ResponseParserError
 from django.conf import settings
 
 from . import budget
 from .arns import NotAnArn
 
+log = logging.getLogger(__name__)
+
 # What an error message may carry that no page or audit row may show: the
-# password of an endpoint or proxy URL (http://user:pw@host), an access key id.
+# password of an endpoint or proxy URL (http://user:pw@host), an access key id,
+# and where the configured endpoint or proxy is (botocore names it: 'Could not
+# connect to the endpoint URL: "http://10.0.3.7:4566/"'); the log keeps it.
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s\"']*@")
 _ACCESS_KEY_ID = re.compile(r"\b((?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{4})[A-Z0-9]{12}\b")
+_WHERE = re.compile(r"(?i)\b((?:endpoint|proxy) URL: )\"[^\"]*\"")
 
 
 def redact(text: str) -> str:
+    text = _WHERE.sub(r"\1(not shown)", text)
+    endpoint = settings.SFNUI_AWS_ENDPOINT_URL
+    if endpoint:
+        text = text.replace(endpoint.rstrip("/"), "(the configured endpoint)")
     return _ACCESS_KEY_ID.sub(r"\1************", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 class AwsError(Exception):
     """Something went wrong talking to AWS; `code` is AWS's error code when it gave one.
-    The message is shown to people (pages, the audit): credentials are blanked out."""
+    The message is shown to people (pages, the audit): credentials are blanked out.
+
+    `unanswered`: an attempt of the call reached AWS, or may have, and got no
+    answer (botocore retries: the error is the last attempt's, this is any's).
+    """
 
     def __init__(self, message: str, code: str = "", operation: str = "") -> None:
         message = redact(message)
@@ -57,6 +81,7 @@ class AwsError(Exception):
         self.message = message
         self.code = code
         self.operation = operation
+        self.unanswered = False
 
 
 class NotFound(AwsError):
@@ -72,7 +97,26 @@ class Throttled(AwsError):
 
 
 class Unavailable(AwsError):
-    """AWS could not be reached, timed out, or failed on its side."""
+    """AWS could not be reached, timed out, or failed on its side.
+
+    As such (not a NoAnswer), nothing was sent: every attempt failed before
+    the request left (connection refused or timed out, DNS, no time left).
+    `deadline`: the seconds the call was given, when it ended for lack of time.
+    """
+
+    deadline: float | None = None
+
+    @property
+    def sent(self) -> bool:
+        """The request may have reached AWS: what it did is unknown."""
+        return self.unanswered
+
+
+class NoAnswer(Unavailable):
+    """The request was sent (or may have been: an attempt got past connecting)
+    and no usable answer came back: a read timeout, a connection closed or
+    reset, a broken response, or AWS failing on its side (5xx). AWS may have
+    acted on it."""
 
 
 class AlreadyFinished(AwsError):
@@ -126,6 +170,160 @@ def count_calls() -> Iterator[Counter[str]]:
         yield counter
     finally:
         _recorders.reset(token)
+
+
+# --- Deadlines, and what a call's attempts sent ----------------------------------
+# botocore's timeouts are per attempt (3 attempts x 10 s read timeout: 30 s).
+# A deadline is for all the attempts of every call inside it: an attempt
+# starts only with time left to connect and wait MIN_READ for its answer, and
+# waits for its answer no longer than what is left.
+
+MIN_READ = 0.25
+# Clients give up connecting after this share of a call's (or a page's) deadline.
+CONNECT_SHARE = 0.2
+
+# (time.monotonic() at which the innermost deadline ends, the seconds to name
+# when it is missed).
+_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "sfnui_aws_deadline", default=None
+)
+_page: contextvars.ContextVar[bool] = contextvars.ContextVar("sfnui_aws_page", default=False)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, *, label: float | None = None) -> Iterator[None]:
+    """Every call inside the block ends within `seconds` from now, retries
+    included (or by the enclosing deadline, if that is sooner). A call that
+    misses it says "AWS did not answer within `label` s" (default: seconds)."""
+    end = time.monotonic() + max(seconds, 0.0)
+    outer = _deadline.get()
+    if outer is not None and outer[0] <= end:
+        yield
+        return
+    token = _deadline.set((end, seconds if label is None else label))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+@contextlib.contextmanager
+def page_deadline() -> Iterator[None]:
+    """Calls made for a page that someone waits for: SFNUI_AWS_PAGE_DEADLINE for
+    all of them together, on clients that give up connecting sooner."""
+    token = _page.set(True)
+    try:
+        with deadline(settings.SFNUI_AWS_PAGE_DEADLINE):
+            yield
+    finally:
+        _page.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the current deadline (None: no deadline)."""
+    current = _deadline.get()
+    return None if current is None else current[0] - time.monotonic()
+
+
+def out_of_time() -> bool:
+    """Whether the current deadline leaves too little to start a call."""
+    left = remaining()
+    return left is not None and left < _connect_timeout() + MIN_READ
+
+
+def _connect_timeout() -> float:
+    """SFNUI_AWS_CONNECT_TIMEOUT, at most a fifth of the deadline of a call (or
+    of a page's calls): a connection AWS does not accept by then leaves time
+    for another attempt."""
+    limit = settings.SFNUI_AWS_PAGE_DEADLINE if _page.get() else settings.SFNUI_AWS_CALL_DEADLINE
+    return float(min(settings.SFNUI_AWS_CONNECT_TIMEOUT, CONNECT_SHARE * limit))
+
+
+def deadline_seconds() -> float | None:
+    """The seconds the current deadline names (None: no deadline)."""
+    current = _deadline.get()
+    return None if current is None else current[1]
+
+
+class _OutOfTime(Exception):
+    """Raised before an attempt is sent: the deadline leaves it no time."""
+
+
+@dataclass
+class _Attempts:
+    maybe_sent: bool = False
+
+
+_attempts: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar(
+    "sfnui_aws_attempts", default=None
+)
+
+
+def _may_have_been_sent(exc: BaseException) -> bool:
+    """Whether an attempt that failed with `exc` may have reached AWS."""
+    if isinstance(exc, ConnectPhaseError):
+        # Refused, DNS, connect timeout, TLS handshake, proxy: before a byte
+        # of the request left.
+        return False
+    # Read timeout, connection closed or reset after sending, a broken
+    # response: sent. Anything else (credentials, validation, our own
+    # deadline and budget) fails before sending.
+    return isinstance(exc, HTTPClientError | ResponseParserError)
+
+
+def _attempt_window(connect: float, read: float) -> float | None:
+    """How long the next attempt may wait for its answer; raises _OutOfTime
+    when the deadline leaves too little to start one."""
+    left = remaining()
+    if left is None:
+        return None
+    wait = left - connect
+    if wait < MIN_READ:
+        raise _OutOfTime(f"less than {connect + MIN_READ:g} s left before the deadline")
+    return min(read, wait)
+
+
+def _within_deadline(connect: float, read: float, request: Any, **_: Any) -> None:
+    # before-send: a per-request read timeout (botocore reads it from the
+    # request's context) that ends with the deadline.
+    wait = _attempt_window(connect, read)
+    if wait is not None:
+        request.context["read_timeout"] = wait
+
+
+def _after_any_attempt(
+    connect: float,
+    track: bool,
+    response: Any = None,
+    caught_exception: BaseException | None = None,
+    **_: Any,
+) -> bool | None:
+    # needs-retry, registered first: record whether the attempt may have
+    # reached AWS, and veto a retry (False) the deadline leaves no time for.
+    record = _attempts.get() if track else None
+    if record is not None:
+        if caught_exception is not None:
+            record.maybe_sent = record.maybe_sent or _may_have_been_sent(caught_exception)
+        elif response is not None and getattr(response[0], "status_code", 0) >= 500:
+            # AWS failed on its side: it may have done part or all of it.
+            record.maybe_sent = True
+    left = remaining()
+    if left is not None and left < connect + MIN_READ:
+        return False
+    return None
+
+
+def _bound(made: Any, connect: float, read: float, track: bool) -> None:
+    """Deadlines (and, with `track`, what was sent) on a client. On the service's
+    own event names, first: the more specific name runs before a generic one,
+    and the first handler of needs-retry to answer decides."""
+    service = made.meta.service_model.service_id.hyphenize()
+    made.meta.events.register_first(
+        f"needs-retry.{service}", functools.partial(_after_any_attempt, connect, track)
+    )
+    made.meta.events.register_first(
+        f"before-send.{service}", functools.partial(_within_deadline, connect, read)
+    )
 
 
 # --- Targets: the identities sfnui reads AWS as --------------------------------
@@ -266,11 +464,16 @@ def known_regions() -> frozenset[str]:
 # --- Clients ---------------------------------------------------------------------
 
 
-def _before_send(key: str, region: str, event_name: str, **_: Any) -> None:
+def _before_send(key: str, region: str, connect: float, event_name: str, **_: Any) -> None:
     # event_name is "before-send.sfn.<Operation>"; runs once per HTTP attempt,
-    # retries included, which is what AWS meters.
+    # retries included, which is what AWS meters. Waits for budget only as
+    # long as the deadline leaves room for the attempt.
     operation = event_name.rsplit(".", 1)[-1]
-    budget.acquire(region, operation, account=key)
+    left = remaining()
+    max_wait = None
+    if left is not None:
+        max_wait = max(0.0, min(settings.SFNUI_API_MAX_WAIT, left - connect - MIN_READ))
+    budget.acquire(region, operation, max_wait=max_wait, account=key)
     with _totals_lock:
         _totals[operation] += 1
     for counter in _recorders.get():
@@ -327,17 +530,26 @@ def _session(role_arn: str, external_id: str, endpoint_url: str | None, region: 
     extra: dict[str, Any] = {"RoleSessionName": "sfnui"}
     if external_id:
         extra["ExternalId"] = external_id
-    fetcher = AssumeRoleCredentialFetcher(
-        client_creator=functools.partial(
-            base.create_client,
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(
-                connect_timeout=settings.SFNUI_AWS_CONNECT_TIMEOUT,
-                read_timeout=settings.SFNUI_AWS_READ_TIMEOUT,
+    connect, read = settings.SFNUI_AWS_CONNECT_TIMEOUT, settings.SFNUI_AWS_READ_TIMEOUT
+
+    def sts_client(service: str, **kwargs: Any) -> Any:
+        # The role's credentials are (re)fetched inside a call: within its deadline.
+        options = {
+            **kwargs,
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "config": Config(
+                connect_timeout=connect,
+                read_timeout=read,
                 retries={"mode": "standard", "total_max_attempts": settings.SFNUI_AWS_MAX_ATTEMPTS},
             ),
-        ),
+        }
+        made = base.create_client(service, **options)
+        _bound(made, connect, read, track=False)
+        return made
+
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=sts_client,
         source_credentials=source,
         role_arn=role_arn,
         extra_args=extra,
@@ -370,10 +582,13 @@ def _client(
         )
         made = session.create_client(service, endpoint_url=endpoint_url, config=config)
     if service == "stepfunctions":
-        made.meta.events.register("before-send.sfn", functools.partial(_before_send, t.key, region))
+        made.meta.events.register(
+            "before-send.sfn", functools.partial(_before_send, t.key, region, connect)
+        )
         made.meta.events.register_first(
             "needs-retry.sfn", functools.partial(_after_attempt, t.key, region)
         )
+    _bound(made, connect, read, track=True)
     return made
 
 
@@ -399,7 +614,7 @@ def client(region: str, t: Target | None = None, service: str = "stepfunctions")
         t,
         region,
         settings.SFNUI_AWS_ENDPOINT_URL,
-        settings.SFNUI_AWS_CONNECT_TIMEOUT,
+        _connect_timeout(),
         read,
         settings.SFNUI_AWS_MAX_ATTEMPTS,
     )
@@ -422,37 +637,81 @@ def _call(
     service: str = "stepfunctions",
     **params: Any,
 ) -> dict[str, Any]:
+    attempts = _Attempts()
+    token = _attempts.set(attempts)
     try:
-        method = getattr(client(region, t, service), _snake(operation))
-        response: dict[str, Any] = method(**params)
-    except budget.BudgetExhausted as exc:
-        raise Throttled(str(exc), "BudgetExhausted", operation) from exc
-    except ClientError as exc:
-        raise _translate(exc, operation) from exc
-    except ParamValidationError as exc:
-        raise InvalidArn(str(exc), "ParamValidationError", operation) from exc
-    except BotoCoreError as exc:
-        # Connection refused, DNS, timeouts, broken responses: AWS is not
-        # reachable from here right now.
-        raise Unavailable(f"AWS is unreachable: {exc}", type(exc).__name__, operation) from exc
+        with deadline(_call_deadline(operation)):
+            limit = _deadline.get()
+            try:
+                method = getattr(client(region, t, service), _snake(operation))
+                response: dict[str, Any] = method(**params)
+            except budget.BudgetExhausted as exc:
+                raise Throttled(str(exc), "BudgetExhausted", operation) from exc
+            except ClientError as exc:
+                raise _translate(exc, operation, attempts.maybe_sent) from exc
+            except ParamValidationError as exc:
+                raise InvalidArn(str(exc), "ParamValidationError", operation) from exc
+            except (BotoCoreError, _OutOfTime) as exc:
+                # Connection refused, DNS, timeouts, broken responses, no time
+                # left: AWS is not reachable from here right now. Where the
+                # endpoint is goes to the log only.
+                log.warning("%s in %s: %s: %s", operation, region, type(exc).__name__, exc)
+                raise _unreachable(exc, operation, attempts.maybe_sent, limit) from exc
+    finally:
+        _attempts.reset(token)
     response.pop("ResponseMetadata", None)
     return response
 
 
-def _translate(exc: ClientError, operation: str) -> AwsError:
+def _call_deadline(operation: str) -> float:
+    seconds: float = settings.SFNUI_AWS_CALL_DEADLINE
+    if operation == "ReceiveMessage":
+        # A long poll answers after up to LONG_POLL_SECONDS by design.
+        seconds += LONG_POLL_SECONDS
+    return seconds
+
+
+def _unreachable(
+    exc: BaseException, operation: str, maybe_sent: bool, limit: tuple[float, float] | None
+) -> Unavailable:
+    unanswered = maybe_sent or _may_have_been_sent(exc)
+    code = "DeadlineExceeded" if isinstance(exc, _OutOfTime) else type(exc).__name__
+    out_of_time = limit is not None and (
+        isinstance(exc, _OutOfTime | ReadTimeoutError | ConnectTimeoutError)
+        or time.monotonic() >= limit[0] - MIN_READ
+    )
+    if out_of_time and limit is not None:
+        # The code says which timeout; botocore's text only repeats it.
+        message = f"AWS did not answer within {limit[1]:g} s"
+    else:
+        message = f"AWS is unreachable: {exc}"
+    error = (NoAnswer if unanswered else Unavailable)(message, code, operation)
+    error.unanswered = unanswered
+    if out_of_time and limit is not None:
+        error.deadline = limit[1]
+    return error
+
+
+def _translate(exc: ClientError, operation: str, unanswered: bool = False) -> AwsError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     message = str(error.get("Message", "")) or str(exc)
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    out: AwsError
     if code in _THROTTLED:
-        return Throttled(message, code, operation)
-    if code in _NOT_FOUND:
-        return NotFound(message, code, operation)
-    if code in _INVALID:
-        return InvalidArn(message, code, operation)
-    if status >= 500 or code in {"ServiceUnavailable", "InternalFailure", "InternalServerError"}:
-        return Unavailable(message, code, operation)
-    return AwsError(message, code, operation)
+        out = Throttled(message, code, operation)
+    elif code in _NOT_FOUND:
+        out = NotFound(message, code, operation)
+    elif code in _INVALID:
+        out = InvalidArn(message, code, operation)
+    elif status >= 500 or code in {"ServiceUnavailable", "InternalFailure", "InternalServerError"}:
+        # AWS failed on its side: it may have acted on it, or part of it.
+        out = NoAnswer(message, code, operation)
+        unanswered = True
+    else:
+        out = AwsError(message, code, operation)
+    out.unanswered = unanswered
+    return out
 
 
 @functools.cache
@@ -554,7 +813,10 @@ def stop_execution(arn: str, *, error: str = "", cause: str = "") -> dict[str, A
         # AWS answers ValidationException "Execution Is Not Running" (older
         # SDKs: ExecutionNotRunning) for an execution that already finished.
         if exc.code in {"ExecutionNotRunning"} or "not running" in exc.message.lower():
-            raise AlreadyFinished(exc.message, exc.code, "StopExecution") from exc
+            finished = AlreadyFinished(exc.message, exc.code, "StopExecution")
+            # Not running, maybe because an earlier attempt of this call stopped it.
+            finished.unanswered = exc.unanswered
+            raise finished from exc
         raise
 
 

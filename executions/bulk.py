@@ -347,13 +347,15 @@ class Progress:
     stopped: int = 0
     refused: int = 0
     failed: int = 0
+    # Sent, no answer: AWS may or may not have stopped them.
+    unknown: int = 0
     sending: int = 0
     not_sent: int = 0
     waiting: int = 0
 
     @property
     def done(self) -> int:
-        return self.stopped + self.refused + self.failed + self.not_sent
+        return self.stopped + self.refused + self.failed + self.unknown + self.not_sent
 
 
 def progress(batch: BulkStop) -> Progress:
@@ -364,6 +366,7 @@ def progress(batch: BulkStop) -> Progress:
         stopped=Count("id", filter=Q(stop_request__outcome=Outcome.STOPPED)),
         refused=Count("id", filter=Q(stop_request__outcome=Outcome.REFUSED)),
         failed=Count("id", filter=Q(stop_request__outcome=Outcome.FAILED) & ~in_flight),
+        unknown=Count("id", filter=Q(stop_request__outcome=Outcome.UNKNOWN)),
         sending=Count("id", filter=in_flight),
         not_sent=Count("id", filter=Q(stop_request__isnull=True) & ~Q(note="")),
         waiting=Count("id", filter=Q(stop_request__isnull=True, note="")),

@@ -192,6 +192,9 @@ class StopRequest(models.Model):
         STOPPED = "STOPPED"
         REFUSED = "REFUSED"  # already finished: nothing was sent
         FAILED = "FAILED"  # AWS answered with an error or could not be reached
+        # Sent (or maybe sent) and no answer came: AWS may or may not have
+        # stopped it; aws_response says what a DescribeExecution saw right after.
+        UNKNOWN = "UNKNOWN"
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="stops")
     user = models.ForeignKey(

@@ -7,13 +7,19 @@ finds the row and sends nothing again. Then, in order:
 1. a live DescribeExecution (the cache may be seconds old): an execution
    that already finished is REFUSED and nothing is sent;
 2. StopExecution with the person's `error` and `cause`, so that AWS's own
-   history says who stopped it and why: STOPPED, or FAILED with AWS's answer;
+   history says who stopped it and why: STOPPED, or FAILED with AWS's answer,
+   or UNKNOWN when the request was sent (or may have been) and no answer came:
+   then a DescribeExecution at once says what AWS did, as far as it can tell;
 3. an immediate re-sync of the execution (Celery), or, if the broker is
    down, the execution stays due for the scheduler.
+
+From a page all of it happens within the page's deadline (aws.page_deadline):
+the stop leaves part of it for the re-check after a stop that got no answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -21,6 +27,7 @@ import time
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -62,10 +69,18 @@ IN_FLIGHT = (
     "No outcome recorded: the attempt was interrupted before AWS answered. "
     "The execution may or may not have been stopped; check its status."
 )
-# A duplicate POST waits this long for the first one to get AWS's answer,
-# so that the page it shows tells the outcome.
-DUPLICATE_WAIT = 20.0
+# A duplicate POST waits for the first one to get AWS's answer, so that the
+# page it shows tells the outcome: the first one's page deadline, and this
+# much for the database work around its calls (see duplicate_wait()).
+DUPLICATE_MARGIN = 2.0
 _POLL = 0.2
+# Of the time left when the stop is sent, the share it may take: the rest is
+# for the re-check if it gets no answer.
+STOP_SHARE = 0.55
+
+
+def duplicate_wait() -> float:
+    return float(settings.SFNUI_AWS_PAGE_DEADLINE) + DUPLICATE_MARGIN
 
 
 class TokenReused(ValueError):
@@ -118,7 +133,9 @@ def request_stop(
         # is down): still a failed attempt, recorded, never a half-written row.
         log.exception("stop of %s failed", execution.arn)
         attempt.outcome = StopRequest.Outcome.FAILED
-        attempt.aws_response = f"Not sent: internal error ({type(exc).__name__}: {exc})"[:2000]
+        attempt.aws_response = aws.redact(
+            f"Not sent: internal error ({type(exc).__name__}: {exc})"
+        )[:2000]
     attempt.save(update_fields=["status_before", "outcome", "aws_response"])
     log.info(
         "stop %s of %s by %s: %s",
@@ -143,7 +160,7 @@ def _same_execution(attempt: StopRequest, execution: Execution) -> StopRequest:
 
 def _settled(attempt: StopRequest) -> StopRequest:
     """The attempt, once whoever claimed it has recorded AWS's answer (bounded wait)."""
-    deadline = time.monotonic() + DUPLICATE_WAIT
+    deadline = time.monotonic() + duplicate_wait()
     while in_flight(attempt) and time.monotonic() < deadline:
         time.sleep(_POLL)
         attempt.refresh_from_db()
@@ -184,11 +201,19 @@ def _attempt(attempt: StopRequest, ex: Execution) -> None:
             return
 
     try:
-        answer = aws.stop_execution(ex.arn, error=attempt.error, cause=attempt.cause)
+        with _stop_window():
+            answer = aws.stop_execution(ex.arn, error=attempt.error, cause=attempt.cause)
     except aws.AlreadyFinished as exc:
+        if exc.unanswered:
+            # An earlier attempt of this call may be what finished it.
+            _unknown(attempt, ex, exc)
+            return
         attempt.outcome = Outcome.REFUSED
         attempt.aws_response = f"Already finished: AWS says {exc.message}"
         _resync(ex)
+        return
+    except aws.NoAnswer as exc:
+        _unknown(attempt, ex, exc)
         return
     except aws.AwsError as exc:
         attempt.outcome = Outcome.FAILED
@@ -201,7 +226,51 @@ def _attempt(attempt: StopRequest, ex: Execution) -> None:
     _resync(ex)
 
 
+def _stop_window() -> contextlib.AbstractContextManager[None]:
+    """Within a deadline, the stop leaves time for the re-check after it."""
+    left = aws.remaining()
+    if left is None:
+        return contextlib.nullcontext()
+    return aws.deadline(left * STOP_SHARE, label=aws.deadline_seconds())
+
+
+def _unknown(attempt: StopRequest, ex: Execution, exc: aws.AwsError) -> None:
+    """The stop was sent, or may have been, and no answer came: say so, and
+    ask AWS at once what the execution is doing now."""
+    attempt.outcome = StopRequest.Outcome.UNKNOWN
+    attempt.aws_response = (
+        f"Sent, no answer: the outcome is unknown. {exc.message} ({exc.code}). {_recheck(ex)}"
+    )[:2000]
+    _resync(ex)
+
+
+def _recheck(ex: Execution) -> str:
+    try:
+        live = aws.describe_execution(ex.arn)
+    except aws.Unavailable as exc:
+        return (
+            f"The re-check got no answer either ({exc.code}: {exc.message}); "
+            "the next sync checks it again."
+        )
+    except aws.AwsError as exc:
+        return f"The re-check failed ({exc.code}: {exc.message}); the next sync checks it again."
+    _store(ex, live)
+    status = str(live.get("status", ""))
+    said = f"Re-checked at once: AWS says {status}"
+    if status == "ABORTED":
+        stopped = aws.utc(live.get("stopDate"))
+        said += f", stopped at {stopped:%Y-%m-%d %H:%M:%S} UTC" if stopped else ""
+        said += f" with error {live.get('error') or '(none)'}"
+    return f"{said}; the next sync checks it again."
+
+
 def _failure_text(exc: aws.AwsError) -> str:
+    if isinstance(exc, aws.NoAnswer):
+        # Only the live re-check before the stop can get here.
+        return (
+            "AWS unreachable: the stop was not sent, the live check before it got no answer "
+            f"({exc.code}: {exc.message})"
+        )
     if isinstance(exc, aws.Unavailable):
         return f"AWS unreachable: nothing could be sent ({exc.code or 'no answer'}: {exc.message})"
     if isinstance(exc, aws.Throttled):

@@ -90,6 +90,9 @@ class Stats:
     ends_listed: int = 0
     # State machines a discovery left to describe (see discover_state_machines).
     to_describe: list[int] = field(default_factory=list)
+    # AWS could not be reached (or gave no answer): the rest of this identity
+    # and region would meet the same.
+    unreachable: bool = False
 
     @property
     def rows(self) -> int:
@@ -104,6 +107,7 @@ class Stats:
         self.calls.update(other.calls)
         self.errors.extend(other.errors)
         self.throttled = self.throttled or other.throttled
+        self.unreachable = self.unreachable or other.unreachable
         self.unfinished.extend(other.unfinished)
         self.flagged.extend(other.flagged)
         self.missed_events += other.missed_events
@@ -148,6 +152,7 @@ def recording(
             stats.throttled = True
             stats.errors.append(f"throttled: {exc}")
         except aws.AwsError as exc:
+            stats.unreachable = isinstance(exc, aws.Unavailable)
             stats.errors.append(_describe_error(exc))
         except Exception as exc:
             stats.errors.append(f"internal error: {type(exc).__name__}: {exc}")
@@ -165,14 +170,17 @@ def recording(
             run.save()
 
 
+_KINDS: tuple[tuple[type[aws.AwsError], str], ...] = (
+    (aws.NotFound, "not found"),
+    (aws.InvalidArn, "invalid"),
+    (aws.Throttled, "throttled"),
+    (aws.Unavailable, "AWS unreachable"),  # NoAnswer too
+    (aws.NotConfigured, "not configured"),
+)
+
+
 def _describe_error(exc: aws.AwsError) -> str:
-    kind = {
-        aws.NotFound: "not found",
-        aws.InvalidArn: "invalid",
-        aws.Throttled: "throttled",
-        aws.Unavailable: "AWS unreachable",
-        aws.NotConfigured: "not configured",
-    }.get(type(exc), "AWS error")
+    kind = next((kind for cls, kind in _KINDS if isinstance(exc, cls)), "AWS error")
     where = f" in {exc.operation}" if exc.operation else ""
     code = f" {exc.code}" if exc.code else ""
     return f"{kind}{where}:{code} {exc.message}"[:2000]
@@ -742,6 +750,13 @@ def sync_executions(pks: Iterable[int], region: str, account: str = "") -> Stats
     with recording(SyncRun.Kind.EXECUTIONS, region, account=account) as stats:
         pending = list(Execution.objects.filter(pk__in=list(pks)).order_by("sync_due_at"))
         for i, ex in enumerate(pending):
+            if aws.out_of_time():
+                # The cycle's deadline passed: no new work, the rest is due.
+                stats.unfinished = [e.pk for e in pending[i:]]
+                stats.errors.append(
+                    f"deadline: {len(pending) - i} executions left for the next sync"
+                )
+                break
             with held(f"execution:{ex.pk}", settings.SFNUI_SYNC_LEASE) as mine:
                 if not mine:
                     continue  # another worker has it right now

@@ -336,6 +336,15 @@ SFNUI_AWS_READ_TIMEOUT = env_float("SFNUI_AWS_READ_TIMEOUT", 10.0)
 # botocore's "standard" retry mode; each attempt is counted and paid for from
 # the budget below.
 SFNUI_AWS_MAX_ATTEMPTS = env_int("SFNUI_AWS_MAX_ATTEMPTS", 3)
+# Seconds for all the attempts of one call together (the timeouts above are
+# per attempt), and for all the calls a page makes while someone waits for it
+# (a lookup of an ARN the cache lacks, a stop). gunicorn's --timeout (Dockerfile,
+# docker-compose.yml) stays well above the page deadline.
+SFNUI_AWS_CALL_DEADLINE = env_float("SFNUI_AWS_CALL_DEADLINE", 20.0)
+SFNUI_AWS_PAGE_DEADLINE = env_float("SFNUI_AWS_PAGE_DEADLINE", 5.0)
+# `manage.py sync` starts no new work after this many seconds (what is left
+# is the next sync's).
+SFNUI_SYNC_CYCLE_DEADLINE = env_float("SFNUI_SYNC_CYCLE_DEADLINE", 300.0)
 
 # The share of each AWS quota the sync may spend; the rest stays for the
 # console, deploys and the workflows themselves.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from executions import aws, budget
+from tests.aws_faults import refused_url, silent
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +162,93 @@ def test_a_spent_budget_becomes_throttled_instead_of_a_long_wait(
         list(aws.list_state_machines("us-east-1"))
     assert raised.value.code == "BudgetExhausted"
     assert calls["ListStateMachines"] == 0  # nothing was sent
+
+
+# --- Sent or not, and the deadlines (issue 10, items 4, 5 and 9) ------------------------
+
+
+def test_a_refused_connection_is_unavailable_and_nothing_was_sent(settings: Any) -> None:
+    settings.SFNUI_AWS_ENDPOINT_URL = refused_url()
+    with pytest.raises(aws.Unavailable) as raised:
+        aws.stop_execution(UNKNOWN)
+    assert not isinstance(raised.value, aws.NoAnswer)
+    assert raised.value.sent is False
+
+
+def test_a_request_that_arrived_and_got_no_answer_may_have_been_acted_on(settings: Any) -> None:
+    settings.SFNUI_AWS_READ_TIMEOUT = 0.5
+    with silent() as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        with pytest.raises(aws.NoAnswer) as raised:
+            aws.stop_execution(UNKNOWN)
+    assert raised.value.sent is True
+    assert raised.value.code == "ReadTimeoutError"
+    # Both attempts arrived whole: AWS could have acted on either.
+    assert endpoint.arrived["StopExecution"] == 2
+
+
+def test_one_attempt_sent_then_a_refused_retry_is_still_no_answer(settings: Any) -> None:
+    """The last attempt failed before sending; the first one may have stopped it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    arrived, release = threading.Event(), threading.Event()
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        listener.close()  # the retry finds nothing listening
+        conn.recv(65536)
+        arrived.set()
+        release.wait(10)
+        conn.close()
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    settings.SFNUI_AWS_ENDPOINT_URL = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    settings.SFNUI_AWS_READ_TIMEOUT = 0.5
+    try:
+        with pytest.raises(aws.NoAnswer) as raised:
+            aws.stop_execution(UNKNOWN)
+    finally:
+        release.set()
+        thread.join(5)
+    assert arrived.is_set()
+    assert raised.value.code == "EndpointConnectionError"  # what the last attempt met
+
+
+def test_the_endpoint_url_is_in_the_log_and_not_in_the_message(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = refused_url()
+    settings.SFNUI_AWS_ENDPOINT_URL = url
+    with pytest.raises(aws.Unavailable) as raised:
+        aws.describe_execution(UNKNOWN)
+    assert url.removeprefix("http://") not in raised.value.message
+    assert "endpoint URL" in raised.value.message  # what botocore said, minus where
+    assert url in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["page", "call"])
+def test_a_deadline_holds_for_all_attempts_together(settings: Any, kind: str) -> None:
+    """Without it: 3 attempts x 10 s read timeout."""
+    settings.SFNUI_AWS_READ_TIMEOUT = 10.0
+    settings.SFNUI_AWS_MAX_ATTEMPTS = 3
+    settings.SFNUI_AWS_PAGE_DEADLINE = 1.5
+    settings.SFNUI_AWS_CALL_DEADLINE = 1.5 if kind == "call" else 20.0
+    within = aws.page_deadline() if kind == "page" else contextlib.nullcontext()
+    with silent() as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        started = time.monotonic()
+        with within, pytest.raises(aws.NoAnswer) as raised:
+            aws.describe_execution(UNKNOWN)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 0.5, elapsed
+    assert raised.value.deadline == 1.5
+    assert "did not answer within 1.5 s" in raised.value.message
+
+
+def test_no_attempt_starts_once_the_deadline_has_passed(fake_aws: Any, settings: Any) -> None:
+    with aws.count_calls() as calls, aws.deadline(0.0), pytest.raises(aws.Unavailable) as raised:
+        aws.describe_execution(UNKNOWN)
+    assert raised.value.sent is False
+    assert calls == {}

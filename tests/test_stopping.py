@@ -15,8 +15,9 @@ from django.db import connections
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from executions import aws, stopping, sync, tasks
-from executions.models import Execution, StopRequest
+from executions import aws, bulk, stopping, sync, tasks
+from executions.models import BulkStop, BulkStopItem, Execution, StopRequest
+from tests.aws_faults import Withholding, refused_url
 from tests.factories import execution_row
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 
@@ -138,7 +139,11 @@ def test_a_duplicate_waits_for_the_first_attempt_to_get_its_answer(
 
 
 def test_a_duplicate_gives_up_waiting_and_still_sends_nothing(
-    runaway: Execution, operator: Any, fake_aws: Any, monkeypatch: pytest.MonkeyPatch
+    runaway: Execution,
+    operator: Any,
+    fake_aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
 ) -> None:
     token = uuid.uuid4()
     StopRequest.objects.create(
@@ -148,7 +153,8 @@ def test_a_duplicate_gives_up_waiting_and_still_sends_nothing(
         aws_response=stopping.IN_FLIGHT,
         request_token=token,
     )
-    monkeypatch.setattr(stopping, "DUPLICATE_WAIT", 0.05)
+    settings.SFNUI_AWS_PAGE_DEADLINE = 0.0
+    monkeypatch.setattr(stopping, "DUPLICATE_MARGIN", 0.05)
     monkeypatch.setattr(stopping, "_POLL", 0.01)
     attempt = stop(runaway, operator, token)
     assert stopping.in_flight(attempt)
@@ -342,3 +348,77 @@ def test_default_cause_names_the_user_and_the_time() -> None:
 
     at = dt.datetime(2026, 3, 1, 9, 30, 5, tzinfo=dt.UTC)
     assert default_cause("oncall", at) == "Stopped by oncall via sfnui at 2026-03-01 09:30:05 UTC"
+
+
+# --- Sent, no answer: the outcome is unknown (issue 10, item 4) -------------------------
+
+
+@pytest.mark.parametrize("acted", [True, False], ids=["aws-stopped-it", "aws-did-not"])
+def test_a_stop_sent_without_an_answer_is_unknown_and_rechecked_at_once(
+    runaway: Execution, operator: Any, fake_aws: Any, settings: Any, acted: bool
+) -> None:
+    settings.SFNUI_AWS_READ_TIMEOUT = 0.5
+    with Withholding(fake_aws.url, {"StopExecution"}, deliver=acted) as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        attempt = stop(runaway, operator)
+    assert endpoint.arrived["StopExecution"] >= 1
+    assert attempt.outcome == StopRequest.Outcome.UNKNOWN
+    assert attempt.aws_response.startswith("Sent, no answer: the outcome is unknown")
+    status = "ABORTED" if acted else "RUNNING"
+    # The re-check after the stop: what AWS says now, in the audit and the cache.
+    assert f"Re-checked at once: AWS says {status}" in attempt.aws_response
+    assert StopRequest.objects.get().outcome == StopRequest.Outcome.UNKNOWN
+    cached = Execution.objects.get(pk=runaway.pk)
+    assert cached.status == status
+    # ... and the next sync checks it again.
+    assert cached.needs_describe
+    assert cached.sync_due_at is not None
+    assert cached.sync_due_at <= timezone.now()
+
+
+def test_a_stop_nobody_answers_and_no_recheck_answers_is_still_unknown(
+    runaway: Execution, operator: Any, fake_aws: Any, settings: Any
+) -> None:
+    settings.SFNUI_AWS_READ_TIMEOUT = 0.5
+    with Withholding(
+        fake_aws.url, {"StopExecution"}, then_withhold=frozenset({"DescribeExecution"})
+    ) as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        with aws.count_calls() as counted:
+            attempt = stop(runaway, operator)
+    assert attempt.outcome == StopRequest.Outcome.UNKNOWN
+    assert "The re-check got no answer either" in attempt.aws_response
+    assert counted["DescribeExecution"] >= 1
+    assert Execution.objects.get(pk=runaway.pk).needs_describe
+
+
+def test_a_refused_connection_says_nothing_was_sent(operator: Any, settings: Any) -> None:
+    settings.SFNUI_AWS_ENDPOINT_URL = refused_url()
+    ex = execution_row(status="RUNNING")
+    attempt = stop(ex, operator)
+    assert attempt.outcome == StopRequest.Outcome.FAILED
+    assert "nothing could be sent" in attempt.aws_response
+    # Where the endpoint is stays in the log, not on the page or in the audit.
+    assert settings.SFNUI_AWS_ENDPOINT_URL.removeprefix("http://") not in attempt.aws_response
+
+
+def test_the_duplicate_wait_outlasts_the_first_attempts_page_deadline(settings: Any) -> None:
+    settings.SFNUI_AWS_PAGE_DEADLINE = 5.0
+    assert 5.0 < stopping.duplicate_wait() <= 10.0
+
+
+def test_a_bulk_stops_progress_counts_an_unknown_outcome_as_done(operator: Any) -> None:
+    batch = BulkStop.objects.create(
+        id=uuid.uuid4(), user=operator, username="oncall", description="x", count=2
+    )
+    for position, outcome in enumerate(["STOPPED", "UNKNOWN"]):
+        ex = execution_row(status="RUNNING")
+        attempt = StopRequest.objects.create(
+            execution=ex, username="oncall", outcome=outcome, aws_response="..."
+        )
+        BulkStopItem.objects.create(
+            batch=batch, execution=ex, position=position, stop_request=attempt
+        )
+    progress = bulk.progress(batch)
+    assert progress == bulk.Progress(stopped=1, unknown=1)
+    assert progress.done == 2

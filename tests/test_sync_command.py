@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from io import StringIO
 from typing import Any
@@ -13,8 +14,11 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from executions.models import Execution
+from executions.models import Execution, StateMachine
+from tests.aws_faults import silent
+from tests.factories import execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, PASS, assert_cache_equals_aws, wait_until_finished
 from tests.workers import database_url
 
@@ -135,3 +139,54 @@ def test_manage_py_sync_exits_0_and_prints_its_calls(
     assert done.returncode == 0, done.stderr
     assert "API calls: " in done.stdout
     assert Execution.objects.count() == 4
+
+
+# --- Bounded: per call and per cycle (issue 10, item 5) ---------------------------------
+
+
+def test_a_hanging_aws_ends_the_cycle_within_one_call_deadline(settings: Any) -> None:
+    settings.SFNUI_AWS_CONNECT_TIMEOUT = 0.4
+    settings.SFNUI_AWS_READ_TIMEOUT = 5.0
+    settings.SFNUI_AWS_CALL_DEADLINE = 2.0
+    for i in range(5):
+        sm = state_machine_row(f"machine-{i}")
+        execution_row(sm, status="RUNNING", sync_due_at=None)
+    Execution.objects.update(sync_due_at=timezone.now())
+    err = StringIO()
+    with silent() as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        started = time.monotonic()
+        with pytest.raises(CommandError, match="did nothing"):
+            call_command("sync", stdout=StringIO(), stderr=err)
+        elapsed = time.monotonic() - started
+    # One call found AWS away; the rest of that region was not tried again.
+    assert elapsed < 2.0 + 1.5, elapsed
+    assert "AWS did not answer within 2 s" in err.getvalue()
+    assert "skipped 5 state machines and 5 executions of default identity in us-east-1" in (
+        err.getvalue()
+    )
+    # Not a call per state machine: the first one's attempts, no more.
+    assert 1 <= sum(endpoint.arrived.values()) <= 2, (endpoint.arrived, err.getvalue())
+
+
+def test_a_slow_aws_ends_the_cycle_at_its_deadline_and_says_what_is_left(
+    fake_aws: Any, make_state_machine: Callable[..., str], settings: Any
+) -> None:
+    for i in range(8):
+        make_state_machine(f"machine-{i}", PASS)
+    call_command("sync", stdout=StringIO(), stderr=StringIO())
+    assert StateMachine.objects.count() == 8
+    fake_aws.app.configure(faults={"latency_seconds": 0.3})
+    settings.SFNUI_AWS_CONNECT_TIMEOUT = 0.2
+    settings.SFNUI_SYNC_CYCLE_DEADLINE = 1.0
+    StateMachine.objects.update(list_due_at=timezone.now())
+    out, err = StringIO(), StringIO()
+    started = time.monotonic()
+    call_command("sync", stdout=out, stderr=err)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 1.0, elapsed
+    said = re.search(
+        r"cycle deadline \(1 s\) reached: (\d+) state machines not listed", out.getvalue()
+    )
+    assert said, out.getvalue()
+    assert 0 < int(said.group(1)) < 8

@@ -46,7 +46,10 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
     if _remembered_unknown(arn):
         raise _unknown(arn)
     try:
-        return sync.import_execution(arn)
+        # Someone waits for this page: every attempt of every call together
+        # ends within the page deadline.
+        with aws.page_deadline():
+            return sync.import_execution(arn)
     except aws.NotConfigured as exc:
         raise _not_read(arn, exc) from None
     except aws.NotFound:
@@ -62,6 +65,13 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
             "Try again in a few seconds.",
         ) from None
     except aws.Unavailable as exc:
+        if exc.deadline is not None:
+            raise PageError(
+                504,
+                "AWS did not answer in time",
+                f"This execution is not in the cache, and AWS did not answer within "
+                f"{exc.deadline:g} s when asked for it. Try again in a moment.",
+            ) from None
         raise PageError(
             503,
             "AWS is unreachable",

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import progress, schedule, stopping
+from .. import aws, progress, schedule, stopping
 from ..arns import NotAnArn, execution_console_url, parse_execution_arn, parse_state_machine_arn
 from ..models import Execution, StopRequest
 from ..templatetags.sfnui import when
@@ -97,13 +97,16 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
             form.data = _with_fresh_token(request)
         return _confirmation(request, ex, form, status=400)
     try:
-        attempt = stopping.request_stop(
-            ex,
-            request.user,
-            error=form.cleaned_data["error"],
-            cause=form.cleaned_data["cause"],
-            request_token=form.cleaned_data["request_token"],
-        )
+        # Someone waits for this page: the live check, the stop and a re-check
+        # after a stop that got no answer share the page deadline.
+        with aws.page_deadline():
+            attempt = stopping.request_stop(
+                ex,
+                request.user,
+                error=form.cleaned_data["error"],
+                cause=form.cleaned_data["cause"],
+                request_token=form.cleaned_data["request_token"],
+            )
     except stopping.TokenReused:
         form.data = _with_fresh_token(request)
         form.add_error(
@@ -130,6 +133,11 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         )
         return HttpResponseRedirect(detail)
     if attempt.outcome == StopRequest.Outcome.REFUSED:
+        messages.warning(request, f"{ex.name}: {attempt.aws_response}")
+        return HttpResponseRedirect(detail)
+    if attempt.outcome == StopRequest.Outcome.UNKNOWN:
+        # Not "not stopped": AWS may have acted on it. The execution's page
+        # shows what the re-check found.
         messages.warning(request, f"{ex.name}: {attempt.aws_response}")
         return HttpResponseRedirect(detail)
     # FAILED: back to the confirmation, with a fresh form to try again.

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from executions import aws, plan, sync
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
+
+log = logging.getLogger(__name__)
 
 # Give up after this many throttled batches in a row (with growing pauses).
 MAX_THROTTLED_BATCHES = 12
@@ -30,11 +35,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         total = sync.Stats()
-        if options["execution"]:
-            self._one_execution(options["execution"], total)
-        else:
-            self._cycle(options["state_machine"], total)
+        # What the cycle's deadline, or an AWS that cannot be reached, left
+        # for the next sync: per (identity key, region), machines and executions.
+        self.not_listed: Counter[tuple[str, str]] = Counter()
+        self.not_synced: Counter[tuple[str, str]] = Counter()
+        self.unreachable: set[tuple[str, str]] = set()
+        seconds = float(settings.SFNUI_SYNC_CYCLE_DEADLINE)
+        with aws.deadline(seconds):
+            if options["execution"]:
+                self._one_execution(options["execution"], total)
+            else:
+                self._cycle(options["state_machine"], total)
         self.stdout.write(total.summary())
+        self._report_left(seconds, total)
         for error in total.errors:
             self.stderr.write(f"error: {error}")
         if total.errors and not total.executions_synced and not total.state_machines:
@@ -86,12 +99,21 @@ class Command(BaseCommand):
         else:
             machines = []
             for t, region in aws.scheduled():
-                self._patiently(
-                    functools.partial(sync.discover_state_machines, region, t.key), total
-                )
+                if not aws.out_of_time():
+                    stats = self._patiently(
+                        functools.partial(sync.discover_state_machines, region, t.key), total
+                    )
+                    if stats.unreachable:
+                        self.unreachable.add((t.key, region))
                 machines.extend(plan.machines(t.key, region))
         for sm in machines:
-            self._patiently(functools.partial(sync.list_state_machine, sm), total)
+            place = (sync.account_key(sm), sm.region)
+            if place in self.unreachable or aws.out_of_time():
+                self.not_listed[place] += 1
+                continue
+            stats = self._patiently(functools.partial(sync.list_state_machine, sm), total)
+            if stats.unreachable:
+                self.unreachable.add(place)
         # Everything that was due when the cycle started; running executions
         # come due again later, in the next cycle.
         due = Execution.objects.filter(
@@ -104,16 +126,36 @@ class Command(BaseCommand):
         for (account, region), pks in by_target.items():
             self._executions(pks, region, total, account)
 
-    def _patiently(self, step: Callable[[], sync.Stats], total: sync.Stats) -> None:
+    def _report_left(self, seconds: float, total: sync.Stats) -> None:
+        for key, region in sorted(self.unreachable):
+            machines = self.not_listed.pop((key, region), 0)
+            executions = self.not_synced.pop((key, region), 0)
+            if machines or executions:
+                total.errors.append(
+                    f"AWS unreachable: skipped {machines} state machines and {executions} "
+                    f"executions of {_label(key)} in {region} (the next sync tries again)"
+                )
+        machines, executions = sum(self.not_listed.values()), sum(self.not_synced.values())
+        if machines or executions:
+            said = (
+                f"cycle deadline ({seconds:g} s) reached: {machines} state machines not listed, "
+                f"{executions} executions not synced; the next sync starts with them"
+            )
+            log.warning("sync: %s", said)
+            self.stdout.write(said)
+
+    def _patiently(self, step: Callable[[], sync.Stats], total: sync.Stats) -> sync.Stats:
         """Run a step again, after a growing pause, for as long as AWS throttles it."""
         for attempt in range(1, MAX_THROTTLED_BATCHES + 1):
             stats = step()
             if not stats.throttled:
                 total.merge(stats)
-                return
+                return stats
             stats.errors = [e for e in stats.errors if not e.startswith("throttled")]
             stats.throttled = False
             total.merge(stats)
+            if aws.out_of_time():
+                return stats
             time.sleep(min(2.0**attempt, 30.0))
         raise CommandError("AWS kept throttling; try again later")
 
@@ -122,8 +164,19 @@ class Command(BaseCommand):
         remaining = list(pks)
         throttled_in_a_row = 0
         while remaining:
+            if (key, region) in self.unreachable or aws.out_of_time():
+                self.not_synced[(key, region)] += len(remaining)
+                return
             batch, remaining = remaining[:200], remaining[200:]
             stats = sync.sync_executions(batch, region, key)
+            if stats.unreachable:
+                self.unreachable.add((key, region))
+                self.not_synced[(key, region)] += max(0, len(stats.unfinished) - 1)
+                stats.unfinished = []
+            elif stats.unfinished and not stats.throttled:
+                # The deadline stopped the batch.
+                self.not_synced[(key, region)] += len(stats.unfinished)
+                stats.unfinished = []
             if stats.throttled:
                 # Slow down, then go on where the batch stopped.
                 throttled_in_a_row += 1
@@ -141,3 +194,10 @@ class Command(BaseCommand):
                 throttled_in_a_row = 0
             stats.throttled = False
             total.merge(stats)
+
+
+def _label(key: str) -> str:
+    try:
+        return aws.target(key).label
+    except aws.NotConfigured:
+        return f"account {key}"
