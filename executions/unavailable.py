@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.db.backends.signals import connection_created
@@ -38,13 +39,20 @@ _TIMED_OUT = {"57014", "55P03"}
 
 
 def outage(exc: BaseException) -> str:
-    """ "gone", "slow", or "" when a database error is not about the database
-    being there and quick (a bug, a constraint: those stay errors)."""
-    if isinstance(exc, InterfaceError):
+    """What a database error says of the database: "gone", "slow", or "" when
+    it is not about the database being there and quick (a bug, a
+    constraint: those stay errors)."""
+    if isinstance(exc, InterfaceError | psycopg.InterfaceError):
         return "gone"  # a connection the driver already knows is closed
-    if not isinstance(exc, OperationalError):
+    cause: BaseException | None
+    if isinstance(exc, psycopg.OperationalError):
+        # Raised outside Django's error wrapper: closing a server-side cursor
+        # (QuerySet.iterator() on PostgreSQL) when the connection broke.
+        cause = exc
+    elif isinstance(exc, OperationalError):
+        cause = exc.__cause__
+    else:
         return ""
-    cause = exc.__cause__
     sqlstate = getattr(cause, "sqlstate", None)
     if sqlstate in _TIMED_OUT:
         return "slow"
@@ -132,7 +140,7 @@ class DatabaseUnavailableMiddleware:
         if user is not None:
             try:
                 user.is_authenticated  # noqa: B018 (loads the session and the user)
-            except DatabaseError as exc:
+            except (DatabaseError, psycopg.Error) as exc:
                 kind = outage(exc)
                 if not kind:
                     raise

@@ -89,6 +89,22 @@ def test_a_query_of_the_view_failing_is_503(viewer_client: Client) -> None:
 
 
 @pytest.mark.django_db
+def test_the_drivers_own_error_is_503_too(viewer_client: Client) -> None:
+    """Closing a server-side cursor (QuerySet.iterator() on PostgreSQL) happens
+    outside Django's error wrapper: psycopg's own exception reaches the view."""
+
+    def raw(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        if "executions_execution" in sql:
+            raise psycopg.OperationalError("consuming input failed: server closed the connection")
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(raw):
+        response = viewer_client.get("/executions/")
+    assert response.status_code == 503, response.content[:500]
+    assert GONE in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_statement_timeout_on_a_page_is_503(viewer_client: Client) -> None:
     slow = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
     with connection.execute_wrapper(failing(slow, only="executions_execution")):
