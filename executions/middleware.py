@@ -3,6 +3,7 @@ everyone the same clock."""
 
 from __future__ import annotations
 
+import contextvars
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -48,11 +49,15 @@ class TimezoneMiddleware:
 class PageError(Exception):
     """An error a person should read: rendered as a page with this status, never a 500."""
 
-    def __init__(self, status: int, title: str, message: str) -> None:
+    def __init__(
+        self, status: int, title: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.title = title
         self.message = message
+        # E.g. Retry-After on a 429.
+        self.headers = headers or {}
 
 
 class PageErrorMiddleware:
@@ -65,16 +70,21 @@ class PageErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, PageError):
             return None
+        response: HttpResponse
         if request.path.startswith("/api/") or request.GET.get("format") == "json":
-            return JsonResponse(
+            response = JsonResponse(
                 {"error": exception.title, "message": exception.message}, status=exception.status
             )
-        return render(
-            request,
-            "error.html",
-            {"title": exception.title, "message": exception.message},
-            status=exception.status,
-        )
+        else:
+            response = render(
+                request,
+                "error.html",
+                {"title": exception.title, "message": exception.message},
+                status=exception.status,
+            )
+        for header, value in exception.headers.items():
+            response[header] = value
+        return response
 
 
 class RefusalMessageMiddleware:
@@ -147,3 +157,27 @@ class AdminEmptyToFieldMiddleware:
 
 # The admin's parameter naming the field a related object is picked by.
 TO_FIELD = "_to_field"
+
+
+# The request being answered. Read by ratelimit.spend_lookup, deep inside
+# views.common.execution_or_404, to charge an AWS lookup to whoever asked.
+# The request rather than its user: the API signs a script in with Basic
+# auth inside the view, after the middleware ran.
+current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "sfnui_current_request", default=None
+)
+
+
+class RequesterMiddleware:
+    """Sets `current_request` for the time of the request (after the sign-in
+    middleware, so that it holds the user)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        token = current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            current_request.reset(token)

@@ -127,6 +127,8 @@ MIDDLEWARE = [
     # Every page needs a signed-in user unless its view says
     # @login_not_required (/healthz, the login page).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Who asks, for the per-user allowance of AWS lookups (ratelimit.py).
+    "executions.middleware.RequesterMiddleware",
     # The admin's 500 for an empty ?_to_field=, as a 400 (after the sign-in).
     "executions.middleware.AdminEmptyToFieldMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -429,6 +431,15 @@ SFNUI_SYNC_RUN_RETENTION_DAYS = env_int("SFNUI_SYNC_RUN_RETENTION_DAYS", 7)
 # state machine, name, failing state, first line of the error, start, data
 # age) and a sign-in link; never input, output or cause.
 SFNUI_PUBLIC_PREVIEWS = env_bool("SFNUI_PUBLIC_PREVIEWS", False)
+# Previews one client address may get a minute without signing in (a chat
+# tool fetches one per link posted); beyond, a 429 (executions/ratelimit.py).
+SFNUI_PREVIEW_LIMIT = env_int("SFNUI_PREVIEW_LIMIT", 30)
+# Executions the cache lacks that one person may have looked up in AWS a
+# minute (each a DescribeExecution, paid from the sync's budget); beyond, a 429.
+SFNUI_LOOKUP_LIMIT = env_int("SFNUI_LOOKUP_LIMIT", 30)
+for _name in ("SFNUI_PREVIEW_LIMIT", "SFNUI_LOOKUP_LIMIT"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
 # The address people reach the dashboard at, for absolute links in copied
 # summaries, previews and webhooks (e.g. https://sfnui.example.com). Unset:
 # taken from each request.

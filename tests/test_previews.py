@@ -239,7 +239,7 @@ def test_signed_out_posts_are_refused(client: Any, previews: Any) -> None:
     assert client.post("/executions/").status_code == 405
 
 
-def test_the_list_preview_sums_up_the_filter_and_the_counts(client: Any, previews: Any) -> None:
+def test_the_list_preview_names_the_filter_and_counts_nothing(client: Any, previews: Any) -> None:
     payments = state_machine_row("payment-capture")
     for _ in range(3):
         execution_row(payments, status="FAILED", input=json.dumps({"cardholder_pan": SECRET_INPUT}))
@@ -262,7 +262,10 @@ def test_the_list_preview_sums_up_the_filter_and_the_counts(client: Any, preview
     body = response.content.decode()
     page = Page(body)
     assert page.meta["og:title"] == "Executions · RUNNING, FAILED · payment-capture"
-    assert page.meta["og:description"] == "4 matching (running 1, failed 3) · synced 20 s ago"
+    # Counts told a script what matched (issue 10, item 7): signed out, none.
+    assert page.meta["og:description"] == (
+        "Executions filtered by this link: sign in to see them · synced 20 s ago"
+    )
     assert page.meta["og:url"] == BASE + "/executions/" + query
     assert_nothing_but_tags(body, page)
     assert "payment-capture:run-" not in body  # no execution is listed
@@ -341,3 +344,132 @@ def test_hostile_names_and_errors_stay_inside_their_attribute(client: Any, previ
     assert page.meta["og:title"] == f"FAILED · {HOSTILE} · {HOSTILE} · 2 h 13 m"
     assert HOSTILE in page.meta["og:description"]
     assert html.escape(HOSTILE, quote=True) in body
+
+
+# --- Enumeration (issue 10, item 7) ---------------------------------------------------------
+
+NAME = "order-20261126-1542-7f3a"
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+def _as_sent(response: Any, prefix: str) -> str:
+    """The answer with the text the request itself carried taken out: what
+    is left is all the answer could tell about the cache."""
+    return response.content.decode().replace(quote(prefix, safe=""), "~").replace(prefix, "~")
+
+
+def walk(client: Any, start: str, limit: int = 40) -> tuple[str, int]:
+    """The issue's script: extend a known prefix of a name one character at
+    a time, keeping the character whose answer differs from one for a
+    prefix that matches nothing. Returns what it learnt and its requests."""
+    learnt, requests = start, 0
+    while len(learnt) < limit:
+        nothing = _as_sent(client.get("/executions/", {"q": learnt + "."}), learnt + ".")
+        requests += 1
+        for c in ALPHABET:
+            requests += 1
+            candidate = learnt + c
+            if _as_sent(client.get("/executions/", {"q": candidate}), candidate) != nothing:
+                learnt = candidate
+                break
+        else:
+            return learnt, requests
+    return learnt, requests
+
+
+def test_a_prefix_walk_learns_nothing_from_the_list_preview(client: Any, previews: Any) -> None:
+    previews.SFNUI_PREVIEW_LIMIT = 10_000
+    failed(name=NAME)
+    execution_row(name="order-20261126-0900-aaaa", status="SUCCEEDED")
+    with time_machine.travel(LATER, tick=False):
+        right = client.get("/executions/", {"q": "order-20261126-15", "status": "FAILED"})
+        wrong = client.get("/executions/", {"q": "order-20261126-16", "status": "FAILED"})
+        assert right.status_code == wrong.status_code == 200
+        assert _as_sent(right, "order-20261126-15") == _as_sent(wrong, "order-20261126-16")
+        # Before: the whole name in 196 requests.
+        learnt, requests = walk(client, "order-")
+    assert learnt == "order-"
+    assert requests == len(ALPHABET) + 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status": "FAILED"},
+        {"started_after": "2026-11-26T15:00:00Z"},
+        {"state_machine": "arn:aws:states:us-east-1:123456789012:stateMachine:order-pipeline"},
+    ],
+)
+def test_no_filter_changes_the_description(client: Any, previews: Any, query: Any) -> None:
+    failed(name=NAME)
+    with time_machine.travel(LATER, tick=False):
+        matching = Page(client.get("/executions/", {"q": NAME, **query}).content.decode())
+        other = Page(client.get("/executions/", {"q": "no-such-name", **query}).content.decode())
+    assert matching.meta["og:description"] == other.meta["og:description"]
+    assert "matching" not in matching.meta["og:description"]
+
+
+def test_an_unknown_execution_looks_like_a_malformed_or_unread_one(
+    client: Any, previews: Any
+) -> None:
+    """The preview of an execution says what it is: that it exists is what
+    a link in the incident channel is for. What a guesser learns from a miss
+    is only that: not whether the ARN was well formed, nor which accounts
+    and regions are read; and guesses are rate limited."""
+    failed(name=NAME)
+    answers = []
+    for arn in (
+        "arn:aws:states:us-east-1:123456789012:execution:order-pipeline:order-x",
+        "arn:aws:states:eu-west-3:999999999999:execution:order-pipeline:order-x",
+        "arn:aws:states:us-east-1:123456789012:nope:order-pipeline:order-x",
+    ):
+        response = client.get(url(arn))
+        answers.append((response.status_code, _as_sent(response, url(arn))))
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == 404
+
+
+# --- Rate limit of signed-out requests (issue 10, item 7) ------------------------------------
+
+
+def test_the_request_after_the_limit_gets_a_429_that_says_when(client: Any, previews: Any) -> None:
+    previews.SFNUI_PREVIEW_LIMIT = 5
+    ex = failed()
+    paths = [url(ex), "/executions/?q=order", url(ex, "history/"), url("arn:aws:states:x"), "/"]
+    assert [client.get(p).status_code for p in paths[:4]] == [200, 200, 200, 404]
+    assert client.get("/executions/").status_code == 200
+    refused = client.get(url(ex))
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 12
+    body = refused.content.decode()
+    assert "Too many requests from your address without signing in: at most 5 a minute" in body
+    assert f"Try again in {refused['Retry-After']} s" in body
+    assert SECRET_CAUSE not in body
+    assert "og:description" not in Page(body).meta
+    # Someone else, from another address, is not held back.
+    assert client.get(url(ex), REMOTE_ADDR="10.1.2.3").status_code == 200
+
+
+def test_behind_a_proxy_the_client_address_is_counted(client: Any, previews: Any) -> None:
+    previews.SFNUI_PREVIEW_LIMIT = 2
+    previews.SFNUI_PROXY_COUNT = 1
+    ex = failed()
+
+    def get(client_address: str, forged: str = "") -> int:
+        hops = f"{forged}, {client_address}" if forged else client_address
+        return int(
+            client.get(url(ex), REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=hops).status_code
+        )
+
+    assert [get("203.0.113.7"), get("203.0.113.7"), get("203.0.113.7")] == [200, 200, 429]
+    # What a client writes on the left itself changes nothing.
+    assert get("203.0.113.7", forged="198.51.100.1") == 429
+    assert get("203.0.113.8") == 200
+    # One IPv6 machine holds a whole /64.
+    assert [get("2001:db8::1"), get("2001:db8::2"), get("2001:db8::ffff")] == [200, 200, 429]
+
+
+def test_signed_in_people_are_not_counted(viewer_client: Any, previews: Any) -> None:
+    previews.SFNUI_PREVIEW_LIMIT = 1
+    ex = failed()
+    assert [viewer_client.get(url(ex)).status_code for _ in range(3)] == [200] * 3

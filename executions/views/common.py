@@ -7,7 +7,7 @@ import logging
 
 from django.core.cache import cache
 
-from .. import aws, places, sync
+from .. import aws, places, ratelimit, sync
 from ..arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from ..middleware import PageError
 from ..models import Execution, StateMachine
@@ -45,6 +45,9 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
         raise _not_read(arn, exc) from None
     if _remembered_unknown(arn):
         raise _unknown(arn)
+    # Each lookup is a DescribeExecution paid from the sync's budget: one
+    # person may make SFNUI_LOOKUP_LIMIT a minute, not spend it all.
+    ratelimit.spend_lookup()
     try:
         # Someone waits for this page: every attempt of every call together
         # ends within the page deadline.

@@ -5,6 +5,7 @@ for everyone signed in. With SFNUI_PUBLIC_PREVIEWS on, a request without a
 session gets a minimal page instead of the login redirect: those tags and a
 sign-in link, never input, output, cause or anything else. It reads the cache
 only: an ARN the cache lacks is not looked up in AWS for an anonymous caller.
+Each client address gets SFNUI_PREVIEW_LIMIT of them a minute (then a 429).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import timezone
 
-from .. import incident, progress, queries, status
+from .. import incident, progress, queries, ratelimit, status
 from ..arns import NotAnArn, parse_execution_arn
 from ..forms import ExecutionFilterForm
 from ..models import Execution
@@ -42,7 +43,16 @@ def previewable(preview: View) -> Callable[[View], View]:
                 return redirect_to_login(request.get_full_path())
             if request.method not in ("GET", "HEAD"):
                 return HttpResponseNotAllowed(["GET", "HEAD"])
-            response = preview(request, *args, **kwargs)
+            # Before anything is read: a script enumerating names gets as
+            # few answers as a chat tool needs.
+            wait = ratelimit.preview_wait(request)
+            if wait:
+                response = _minimal(
+                    request, None, status_code=429, message=ratelimit.preview_refusal(wait)
+                )
+                response["Retry-After"] = str(int(wait))
+            else:
+                response = preview(request, *args, **kwargs)
             # Never indexed; and never served from a cache to someone signed in.
             response["X-Robots-Tag"] = "noindex, nofollow"
             response["Cache-Control"] = "private, no-cache"
@@ -74,6 +84,7 @@ def _minimal(
     preview: incident.Preview | None,
     synced_at: Any = None,
     status_code: int = 200,
+    message: str = "",
 ) -> HttpResponse:
     return render(
         request,
@@ -81,6 +92,7 @@ def _minimal(
         {
             "preview": preview,
             "synced_at": synced_at,
+            "message": message,
             "login_url": f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}",
         },
         status=status_code,
@@ -117,10 +129,23 @@ def list_preview(
 
 
 def list_page_preview(request: HttpRequest) -> HttpResponse:
-    """Signed out, the list: its filters and counts."""
+    """Signed out, the list: the filters it was asked for, and nothing that
+    depends on what the cache holds. Counts per filter were an oracle: a
+    script walked an execution's name out of `?q=` one character at a time.
+    A link to a list unfurls as what it asks for; who follows it signs in
+    to see the answer."""
     form = ExecutionFilterForm(request.GET)
     if not form.is_valid():
         return _minimal(request, None, status_code=400)
     filters = form.filters()
-    preview = list_preview(request, filters, queries.status_counts(filters))
+    # The title names the statuses and the state machine of the URL itself
+    # (the latter from its ARN, not from the cache).
+    title = list_preview(request, filters, queries.Counts()).title
+    preview = incident.Preview(
+        title=title, description=SIGNED_OUT_LIST_DESCRIPTION, url=page_url(request)
+    )
     return _minimal(request, preview, synced_at=status.current().last_ok_at)
+
+
+# The same for every list link, whatever its filters.
+SIGNED_OUT_LIST_DESCRIPTION = "Executions filtered by this link: sign in to see them"
