@@ -14,6 +14,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 
 
 class TimezoneMiddleware:
@@ -181,3 +182,21 @@ class RequesterMiddleware:
             return self.get_response(request)
         finally:
             current_request.reset(token)
+
+
+class PrivatePagesMiddleware:
+    """Whatever a signed-in person (or a script with Basic auth) is shown may
+    hold executions' input, output and causes: `Cache-Control: private,
+    no-store`, so that no shared proxy and no browser cache keeps it.
+    Answers to signed-out requests keep their own headers (static files are
+    served before this by WhiteNoise; /healthz and the previews say theirs)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            patch_cache_control(response, private=True, no_store=True)
+        return response

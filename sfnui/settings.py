@@ -127,6 +127,8 @@ MIDDLEWARE = [
     # Every page needs a signed-in user unless its view says
     # @login_not_required (/healthz, the login page).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Cache-Control: private, no-store on whatever a signed-in person gets.
+    "executions.middleware.PrivatePagesMiddleware",
     # Who asks, for the per-user allowance of AWS lookups (ratelimit.py).
     "executions.middleware.RequesterMiddleware",
     # The admin's 500 for an empty ?_to_field=, as a 400 (after the sign-in).

@@ -266,3 +266,50 @@ def test_the_admin_is_for_staff_only(viewer_client: Client, operator_client: Cli
         response = client.get(reverse("admin:index"))
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
+
+
+# --- Caches (issue 10, item 9) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_nothing_a_signed_in_person_is_shown_is_kept_by_a_cache(
+    admin_client: Client, endpoint: Endpoint, arns: dict[str, str]
+) -> None:
+    """Pages, exports and the API hold input, output and causes: whatever
+    their status, no shared proxy and no browser cache may keep them."""
+    response = admin_client.get(_path(endpoint, arns))
+    directives = {d.strip() for d in response.get("Cache-Control", "").split(",")}
+    assert {"private", "no-store"} <= directives, (endpoint, response.status_code)
+    assert "public" not in directives
+
+
+def test_a_script_with_basic_auth_gets_the_same_cache_control(
+    client: Client, arns: dict[str, str], user: Any
+) -> None:
+    basic = "Basic " + base64.b64encode(b"viewer:viewer-pass-123").decode()
+    for path in ("/api/executions/", f"/api/executions/{arns['execution']}/"):
+        response = client.get(path, HTTP_AUTHORIZATION=basic)
+        assert response.status_code == 200
+        assert "no-store" in response["Cache-Control"]
+        assert "private" in response["Cache-Control"]
+
+
+def test_answers_to_signed_out_requests_keep_their_own_cache_control(
+    client: Client, arns: dict[str, str], settings: Any
+) -> None:
+    settings.SFNUI_PUBLIC_PREVIEWS = True
+    preview = client.get(f"/executions/{arns['execution']}/")
+    assert preview.status_code == 200
+    assert preview["Cache-Control"] == "private, no-cache"
+
+
+def test_static_files_stay_cacheable_for_people_signed_in(
+    client: Client, user: Any, settings: Any
+) -> None:
+    # WhiteNoise serves them before any of the app's middleware sees the request.
+    settings.WHITENOISE_USE_FINDERS = True
+    signed_in = Client()
+    signed_in.force_login(user)
+    response = signed_in.get("/static/sfnui/app.css")
+    assert response.status_code == 200
+    assert "no-store" not in response.get("Cache-Control", "")
