@@ -1,5 +1,6 @@
 """Who may call the JSON API: a signed-in session, or HTTP Basic credentials of
-a Django user (scripts). Anyone else gets a 401 that says so, not the login page."""
+a Django user (scripts). Anyone else gets a 401 that says so, not the login page.
+And who may read the audit of stop attempts."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from . import stopping
 
 REALM = "sfnui"
 ALLOWED_METHODS = ("GET", "HEAD")
@@ -73,6 +78,49 @@ def api_view(view: View) -> View:
                 )
             # For this request only: Basic auth opens no session.
             request.user = user  # type: ignore[assignment]
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# --- Who may read the audit -------------------------------------------------------------------
+
+AUDIT_PERMISSION = "executions.view_stoprequest"
+
+
+def can_read_audit(user: Any) -> bool:
+    """The audit (every stop attempt, with the causes people typed) and the
+    progress of bulk stops are for those who may stop executions, and for
+    those granted “Can view stop request” (auditors who may not stop)."""
+    if stopping.can_stop(user):
+        return True
+    if not getattr(user, "is_active", False):
+        return False
+    # One query, as can_stop: has_perm would load all of the user's and groups' permissions.
+    app_label, codename = AUDIT_PERMISSION.split(".")
+    return (
+        Permission.objects.filter(codename=codename, content_type__app_label=app_label)
+        .filter(Q(user=user) | Q(group__user=user))
+        .exists()
+    )
+
+
+def refuse_audit(user: Any) -> PermissionDenied:
+    return PermissionDenied(
+        "The audit of stop attempts, and the progress of bulk stops, are for people who may "
+        f"stop executions ({stopping.PERMISSION}) or read the audit ({AUDIT_PERMISSION}, "
+        "“Can view stop request”). A bulk stop's own author may follow it. Ask an "
+        f"administrator to grant one of them to {user.get_username()}."
+    )
+
+
+def audit_readers_only(view: View) -> View:
+    """The view, for those who may read the audit; a 403 that says why for others."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_read_audit(request.user):
+            raise refuse_audit(request.user)
         return view(request, *args, **kwargs)
 
     return wrapped

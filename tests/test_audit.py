@@ -1,4 +1,5 @@
-"""/audit/: every stop attempt, filterable, for every signed-in user."""
+"""/audit/: every stop attempt, filterable, for those who may stop executions
+or read the audit (executions.view_stoprequest); a 403 for anyone else."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -57,14 +59,23 @@ def history() -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def auditor_client(client: Client, django_user_model: Any) -> Client:
+    """Someone granted “Can view stop request”, who may not stop."""
+    person = django_user_model.objects.create_user("auditor", password="auditor-pass-123")
+    person.user_permissions.add(Permission.objects.get(codename="view_stoprequest"))
+    client.force_login(person)
+    return client
+
+
 def names(response: Any) -> list[int]:
     return [a.pk for a in response.context["attempts"]]
 
 
-def test_a_viewer_sees_every_attempt_newest_first(
-    viewer_client: Client, history: dict[str, Any]
+def test_an_auditor_sees_every_attempt_newest_first(
+    auditor_client: Client, history: dict[str, Any]
 ) -> None:
-    response = viewer_client.get(URL)
+    response = auditor_client.get(URL)
     assert response.status_code == 200
     assert names(response) == [history[k].pk for k in ("failed", "refused", "stopped")]
     html = response.content.decode()
@@ -81,8 +92,8 @@ def test_anonymous_people_are_sent_to_sign_in(client: Client) -> None:
     assert response["Location"].startswith(reverse("login"))
 
 
-def test_it_only_answers_get(viewer_client: Client) -> None:
-    assert viewer_client.post(URL).status_code == 405
+def test_it_only_answers_get(auditor_client: Client) -> None:
+    assert auditor_client.post(URL).status_code == 405
 
 
 @pytest.mark.parametrize(
@@ -104,7 +115,7 @@ def test_it_only_answers_get(viewer_client: Client) -> None:
     ],
 )
 def test_filters(
-    viewer_client: Client, history: dict[str, Any], query: dict[str, Any], expected: list[str]
+    auditor_client: Client, history: dict[str, Any], query: dict[str, Any], expected: list[str]
 ) -> None:
     now = timezone.now()
     for key, value in list(query.items()):
@@ -113,7 +124,7 @@ def test_filters(
         elif isinstance(value, str) and value.startswith("__") and value.endswith("m"):
             at = now - dt.timedelta(minutes=int(value[2:-1]))
             query[key] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    response = viewer_client.get(URL + "?" + urlencode(query, doseq=True))
+    response = auditor_client.get(URL + "?" + urlencode(query, doseq=True))
     assert response.status_code == 200
     assert names(response) == [history[k].pk for k in expected]
     assert response.context["total"] == len(expected)
@@ -144,15 +155,15 @@ def test_filters(
     ],
 )
 def test_bad_filters_are_a_400_that_says_which(
-    viewer_client: Client, history: dict[str, Any], query: dict[str, str], complaint: str
+    auditor_client: Client, history: dict[str, Any], query: dict[str, str], complaint: str
 ) -> None:
-    response = viewer_client.get(URL + "?" + urlencode(query))
+    response = auditor_client.get(URL + "?" + urlencode(query))
     assert response.status_code == 400
     assert complaint in response.content.decode()
 
 
 def test_it_pages_by_keyset_without_gaps_or_repeats(
-    viewer_client: Client, django_assert_max_num_queries: Any
+    auditor_client: Client, django_assert_max_num_queries: Any
 ) -> None:
     ex = execution_row(status="ABORTED")
     made = [attempt(ex, f"user{i}", "STOPPED", minutes_ago=i) for i in range(120)]
@@ -163,7 +174,7 @@ def test_it_pages_by_keyset_without_gaps_or_repeats(
     pages = 0
     while url:
         with django_assert_max_num_queries(8):
-            response = viewer_client.get(url)
+            response = auditor_client.get(url)
         assert response.status_code == 200
         seen.extend(names(response))
         pages += 1
@@ -176,21 +187,21 @@ def test_it_pages_by_keyset_without_gaps_or_repeats(
     assert set(seen) == {a.pk for a in made}
 
 
-def test_it_escapes_what_people_typed(viewer_client: Client) -> None:
+def test_it_escapes_what_people_typed(auditor_client: Client) -> None:
     sm = state_machine_row("web")
     type(sm).objects.filter(pk=sm.pk).update(name=XSS)
     ex = execution_row(sm, name="w-1", status="ABORTED")
     Execution.objects.filter(pk=ex.pk).update(name=XSS)
     attempt(ex, XSS, "STOPPED", error=XSS, cause=XSS * 20, aws_response=XSS)
-    response = viewer_client.get(URL + "?" + urlencode({"user": XSS[:150]}))
+    response = auditor_client.get(URL + "?" + urlencode({"user": XSS[:150]}))
     html = response.content.decode()
     assert response.status_code == 200
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
-def test_an_empty_audit_says_so(viewer_client: Client) -> None:
-    response = viewer_client.get(URL)
+def test_an_empty_audit_says_so(auditor_client: Client) -> None:
+    response = auditor_client.get(URL)
     assert response.status_code == 200
     assert "No stop attempts" in response.content.decode()
 
@@ -205,7 +216,7 @@ def test_every_attempt_made_through_the_page_is_listed_with_the_typed_reason(
     settings: Any,
 ) -> None:
     """Stopped, refused and failed attempts, made through the stop page, are
-    all StopRequest rows that every signed-in person sees on /audit/; the
+    all StopRequest rows that whoever may read the audit sees on /audit/; the
     reason typed is what AWS keeps in the execution's own history."""
     from executions import sync
     from tests.helpers import LONG_WAIT
@@ -235,15 +246,16 @@ def test_every_attempt_made_through_the_page_is_listed_with_the_typed_reason(
         "FAILED",
     ]
     assert outcomes["etl-2"] == "FAILED"
-    viewer_client = Client()  # a viewer, who may not stop, sees them all
-    viewer_client.force_login(user)
-    page = viewer_client.get(URL)
+    auditor = Client()  # someone who may read the audit, not stop, sees them all
+    user.user_permissions.add(Permission.objects.get(codename="view_stoprequest"))
+    auditor.force_login(user)
+    page = auditor.get(URL)
     assert page.status_code == 200
     html = page.content.decode()
     for text in ("oncall: INC-42, stuck for an hour", "a second try", "oncall: INC-43", "oncall"):
         assert text in html, text
     assert [a.outcome for a in page.context["attempts"]] == ["FAILED", "REFUSED", "STOPPED"]
-    refused = viewer_client.get(URL + "?outcome=REFUSED")
+    refused = auditor.get(URL + "?outcome=REFUSED")
     assert [a.error for a in refused.context["attempts"]] == ["Ops.Again"]
 
     # AWS's own history says who stopped it and why.
@@ -255,3 +267,26 @@ def test_every_attempt_made_through_the_page_is_listed_with_the_typed_reason(
         "oncall: INC-42, stuck for an hour",
     )
     assert sfn.describe_execution(executionArn=second.arn)["status"] == "RUNNING"
+
+
+# --- Who may read it (issue 10, item 9) ------------------------------------------------------
+
+
+def test_someone_who_may_neither_stop_nor_audit_gets_a_403_that_says_why(
+    viewer_client: Client, history: dict[str, Any]
+) -> None:
+    for query in ("", "?user=alice", "?batch=" + str(history["batch"]), "?outcome=NOPE"):
+        response = viewer_client.get(URL + query)
+        assert response.status_code == 403, query
+        body = response.content.decode()
+        assert "executions.stop_execution" in body
+        assert "executions.view_stoprequest" in body
+        assert "viewer" in body
+        assert "Stopped by alice" not in body
+
+
+def test_those_who_may_stop_read_it(operator_client: Client, history: dict[str, Any]) -> None:
+    response = operator_client.get(URL)
+    assert response.status_code == 200
+    assert response.context["total"] == 3
+    assert "Stopped by alice" in response.content.decode()

@@ -11,6 +11,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -539,13 +540,35 @@ def test_other_methods_are_refused(operator_client: Client) -> None:
     assert operator_client.get(resume).status_code == 405
 
 
-def test_an_unknown_batch_is_a_404(viewer_client: Client) -> None:
-    assert viewer_client.get(progress_url(uuid.uuid4())).status_code == 404
+def test_an_unknown_batch_is_a_404(operator_client: Client) -> None:
+    assert operator_client.get(progress_url(uuid.uuid4())).status_code == 404
 
 
-def test_a_viewer_may_follow_a_batch_but_not_resume_it(
-    viewer_client: Client, operator: Any
+def test_a_viewer_may_not_follow_someone_elses_batch(viewer_client: Client, operator: Any) -> None:
+    """The progress page shows the cause typed for the whole batch: it is
+    part of the audit (issue 10, item 9). Whether the batch exists or not,
+    the answer is the same 403."""
+    batch = BulkStop.objects.create(
+        id=uuid.uuid4(),
+        user=operator,
+        username="oncall",
+        description="d",
+        count=0,
+        cause="INC-9: the vendor's outage",
+    )
+    for batch_id in (batch.pk, uuid.uuid4()):
+        page = viewer_client.get(progress_url(batch_id))
+        assert page.status_code == 403
+        body = page.content.decode()
+        assert "executions.stop_execution" in body
+        assert "INC-9" not in body
+    assert viewer_client.post(reverse("bulk_stop_resume", args=[batch.pk])).status_code == 403
+
+
+def test_an_auditor_may_follow_a_batch_but_not_resume_it(
+    viewer_client: Client, user: Any, operator: Any
 ) -> None:
+    user.user_permissions.add(Permission.objects.get(codename="view_stoprequest"))
     batch = BulkStop.objects.create(
         id=uuid.uuid4(), user=operator, username="oncall", description="d", count=0
     )
@@ -553,6 +576,17 @@ def test_a_viewer_may_follow_a_batch_but_not_resume_it(
     assert page.status_code == 200
     assert "Resume" not in page.content.decode()
     assert viewer_client.post(reverse("bulk_stop_resume", args=[batch.pk])).status_code == 403
+
+
+def test_the_author_may_follow_their_batch_after_losing_the_permission(
+    operator_client: Client, operator: Any
+) -> None:
+    batch = BulkStop.objects.create(
+        id=uuid.uuid4(), user=operator, username="oncall", description="d", count=0
+    )
+    operator.user_permissions.clear()
+    assert operator_client.get(progress_url(batch.pk)).status_code == 200
+    assert operator_client.get(progress_url(uuid.uuid4())).status_code == 403
 
 
 # --- The worker side's failures -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.middleware import HtmxDetails
 
 from .. import bulk, stopping
+from ..auth import can_read_audit, refuse_audit
 from ..forms import ExecutionFilterForm
 from ..models import BulkStop
 from .stop import CAUSE_MAX, ERROR_MAX, _keep_tz, _stop_permission, default_cause
@@ -239,7 +240,15 @@ def _progress_url(request: HttpRequest, batch_id: uuid.UUID) -> str:
 
 @require_safe
 def bulk_stop_progress(request: HtmxHttpRequest, batch_id: uuid.UUID) -> HttpResponse:
-    batch = get_object_or_404(BulkStop, pk=batch_id)
+    if can_read_audit(request.user):
+        batch = get_object_or_404(BulkStop, pk=batch_id)
+    else:
+        # Its author may follow it. Anyone else gets the same 403 whether
+        # the batch exists or not.
+        mine = BulkStop.objects.filter(pk=batch_id, user_id=request.user.pk or 0).first()
+        if mine is None:
+            raise refuse_audit(request.user)
+        batch = mine
     items = list(
         batch.items.select_related("execution__state_machine", "stop_request").order_by("position")[
             :PROGRESS_ROWS

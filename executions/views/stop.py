@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from .. import aws, progress, schedule, stopping
 from ..arns import NotAnArn, execution_console_url, parse_execution_arn, parse_state_machine_arn
+from ..auth import audit_readers_only
 from ..models import Execution, StopRequest
 from ..templatetags.sfnui import when
 from .common import execution_or_404
@@ -259,6 +260,7 @@ def cursor_of(attempt: StopRequest) -> str:
 
 
 @require_GET
+@audit_readers_only
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
