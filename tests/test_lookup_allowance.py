@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from executions import aws
+from executions import aws, ratelimit
+from executions.models import ApiBucket
 from tests.factories import execution_row
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +109,29 @@ def test_a_script_with_basic_auth_has_its_users_allowance(user: Any, allowance: 
     browser = Client()
     browser.force_login(user)
     assert browser.get(f"/executions/{made_up(50)}/").status_code == 429
+
+
+def test_without_redis_buckets_of_people_long_gone_are_deleted(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if settings.REDIS_URL:
+        pytest.skip("Redis expires the buckets itself")
+    now = time.time()
+    ApiBucket.objects.bulk_create(
+        [
+            ApiBucket(key="ratelimit:preview:192.0.2.1", tokens=0, stamp=now - 7200),
+            ApiBucket(key="ratelimit:preview:192.0.2.2", tokens=0, stamp=now - 60),
+            ApiBucket(key="budget:default:us-east-1:DescribeExecution", tokens=0, stamp=now - 7200),
+        ]
+    )
+    monkeypatch.setattr(ratelimit, "_last_prune", 0.0)
+    assert ratelimit.spend("lookup", "user:1", 5) == 0
+    assert set(ApiBucket.objects.values_list("key", flat=True)) == {
+        "ratelimit:preview:192.0.2.2",
+        "ratelimit:lookup:user:1",
+        "budget:default:us-east-1:DescribeExecution",
+    }
+    # Not again before its time: one DELETE now and then, not one a request.
+    ApiBucket.objects.create(key="ratelimit:preview:192.0.2.3", tokens=0, stamp=now - 7200)
+    ratelimit.spend("lookup", "user:1", 5)
+    assert ApiBucket.objects.filter(key="ratelimit:preview:192.0.2.3").exists()
