@@ -125,16 +125,21 @@ def run(machines: int) -> dict[str, Any]:
         client = Client()
         client.force_login(person)
 
-        def stop(arn: str) -> tuple[Any, float]:
+        def stop(arn: str, endpoint: Withholding) -> dict[str, Any]:
             # A client of its own: the page's messages are this stop's only.
             client = Client()
             client.force_login(person)
             url = reverse("execution_stop", args=[arn])
             data = {"error": "Bench", "cause": "bench", "request_token": str(uuid.uuid4())}
-            return timed(lambda: client.post(url, data))
-
-        def said(response: Any) -> list[str]:
-            return [str(m)[:300] for m in get_messages(response.wsgi_request)]
+            response, seconds = timed(lambda: client.post(url, data))
+            attempt = StopRequest.objects.order_by("-id").first()
+            return {
+                "seconds": round(seconds, 2),
+                "status": response.status_code,
+                "stop_requests_arrived": endpoint.arrived["StopExecution"],
+                "outcome_recorded": attempt.outcome if attempt else None,
+                "page_says": [str(m)[:300] for m in get_messages(response.wsgi_request)],
+            }
 
         unknown = running[0].rsplit(":", 1)[0] + ":never-synced"
         with silent() as hole:
@@ -150,28 +155,14 @@ def run(machines: int) -> dict[str, Any]:
 
         with Withholding(fake.url, {"StopExecution"}, deliver=True) as proxy:
             settings.SFNUI_AWS_ENDPOINT_URL = proxy.url
-            response, seconds = stop(running[1])
-            attempt = StopRequest.objects.order_by("-id").first()
-            results["b_stop_sent_no_answer"] = {
-                "seconds": round(seconds, 2),
-                "status": response.status_code,
-                "stop_requests_arrived": proxy.arrived["StopExecution"],
-                "aws_status_after": sfn.describe_execution(executionArn=running[1])["status"],
-                "outcome_recorded": attempt.outcome if attempt else None,
-                "page_says": said(response),
-            }
+            results["b_stop_sent_no_answer"] = stop(running[1], proxy)
+            after = sfn.describe_execution(executionArn=running[1])["status"]
+            results["b_stop_sent_no_answer"]["aws_status_after"] = after
 
         with silent() as hole:
             settings.SFNUI_AWS_ENDPOINT_URL = hole.url
-            response, seconds = stop(running[2])
-            attempt = StopRequest.objects.order_by("-id").first()
-            results["c_stop_everything_hangs"] = {
-                "seconds": round(seconds, 2),
-                "status": response.status_code,
-                "stop_requests_arrived": hole.arrived["StopExecution"],
-                "outcome_recorded": attempt.outcome if attempt else None,
-                "page_says": said(response),
-            }
+            results["c_stop_everything_hangs"] = stop(running[2], hole)
+            hole.arrived.clear()
 
             Execution.objects.update(sync_due_at=timezone.now(), needs_describe=True)
             out, err = StringIO(), StringIO()
