@@ -174,6 +174,9 @@ def test_postgresql_connections_give_up_after_a_connect_timeout(tmp_path: Path) 
         ("SFNUI_AWS_READ_TIMEOUT", "soon"),
         ("SFNUI_API_SHARE", "2"),
         ("SFNUI_API_QUOTAS", "ListExecutions"),
+        ("SFNUI_PREVIEW_LIMIT", "0"),
+        ("SFNUI_LOOKUP_LIMIT", "-3"),
+        ("SFNUI_LOOKUP_LIMIT", "many"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
