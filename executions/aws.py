@@ -464,16 +464,20 @@ def known_regions() -> frozenset[str]:
 # --- Clients ---------------------------------------------------------------------
 
 
-def _before_send(key: str, region: str, connect: float, event_name: str, **_: Any) -> None:
+def _before_send(
+    key: str, region: str, connect: float, read: float, event_name: str, request: Any, **_: Any
+) -> None:
     # event_name is "before-send.sfn.<Operation>"; runs once per HTTP attempt,
     # retries included, which is what AWS meters. Waits for budget only as
-    # long as the deadline leaves room for the attempt.
+    # long as the deadline leaves room for the attempt, whose wait for its
+    # answer then shrinks by as much.
     operation = event_name.rsplit(".", 1)[-1]
     left = remaining()
     max_wait = None
     if left is not None:
         max_wait = max(0.0, min(settings.SFNUI_API_MAX_WAIT, left - connect - MIN_READ))
-    budget.acquire(region, operation, max_wait=max_wait, account=key)
+    if budget.acquire(region, operation, max_wait=max_wait, account=key):
+        _within_deadline(connect, read, request)
     with _totals_lock:
         _totals[operation] += 1
     for counter in _recorders.get():
@@ -583,7 +587,7 @@ def _client(
         made = session.create_client(service, endpoint_url=endpoint_url, config=config)
     if service == "stepfunctions":
         made.meta.events.register(
-            "before-send.sfn", functools.partial(_before_send, t.key, region, connect)
+            "before-send.sfn", functools.partial(_before_send, t.key, region, connect, read)
         )
         made.meta.events.register_first(
             "needs-retry.sfn", functools.partial(_after_attempt, t.key, region)
@@ -640,10 +644,14 @@ def _call(
     attempts = _Attempts()
     token = _attempts.set(attempts)
     try:
+        try:
+            # Built (once per process) before the call's deadline starts.
+            method = getattr(client(region, t, service), _snake(operation))
+        except BotoCoreError as exc:
+            raise Unavailable(f"AWS is unreachable: {exc}", type(exc).__name__, operation) from exc
         with deadline(_call_deadline(operation)):
             limit = _deadline.get()
             try:
-                method = getattr(client(region, t, service), _snake(operation))
                 response: dict[str, Any] = method(**params)
             except budget.BudgetExhausted as exc:
                 raise Throttled(str(exc), "BudgetExhausted", operation) from exc

@@ -235,11 +235,16 @@ def test_a_deadline_holds_for_all_attempts_together(settings: Any, kind: str) ->
     settings.SFNUI_AWS_MAX_ATTEMPTS = 3
     settings.SFNUI_AWS_PAGE_DEADLINE = 1.5
     settings.SFNUI_AWS_CALL_DEADLINE = 1.5 if kind == "call" else 20.0
-    within = aws.page_deadline() if kind == "page" else contextlib.nullcontext()
+
+    def within() -> contextlib.AbstractContextManager[None]:
+        return aws.page_deadline() if kind == "page" else contextlib.nullcontext()
+
     with silent() as endpoint:
         settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        with within():
+            aws.client("us-east-1")  # built, as by an earlier page: not the time measured
         started = time.monotonic()
-        with within, pytest.raises(aws.NoAnswer) as raised:
+        with within(), pytest.raises(aws.NoAnswer) as raised:
             aws.describe_execution(UNKNOWN)
         elapsed = time.monotonic() - started
     assert elapsed < 1.5 + 0.5, elapsed
@@ -252,3 +257,20 @@ def test_no_attempt_starts_once_the_deadline_has_passed(fake_aws: Any, settings:
         aws.describe_execution(UNKNOWN)
     assert raised.value.sent is False
     assert calls == {}
+
+
+def test_time_spent_waiting_for_budget_comes_off_the_wait_for_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def slow_budget(*args: Any, **kwargs: Any) -> float:
+        time.sleep(0.5)
+        return 0.5
+
+    monkeypatch.setattr(budget, "acquire", slow_budget)
+    request = type("Request", (), {"context": {}})()
+    with aws.deadline(3.0):
+        aws._before_send(
+            "default", "us-east-1", 0.2, 10.0, "before-send.sfn.DescribeExecution", request
+        )
+    # 3 s, less the half second of budget, less the time to connect.
+    assert request.context["read_timeout"] <= 3.0 - 0.5 - 0.2
