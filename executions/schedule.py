@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import aws, budget, plan
+from . import aws, budget, busy, plan
 from .budget import bucket
 from .models import Execution, StateMachine
 
@@ -256,21 +256,27 @@ def executions_per_tick(account: str = aws.DEFAULT, region: str | None = None) -
 
 def sync_soon(execution: Execution, within: float | None = None) -> bool:
     """Someone is looking at a running execution: make it due now if it was not
-    synced in the last `within` seconds. Returns whether it was made due."""
+    synced in the last `within` seconds. Returns whether it was made due.
+
+    The page never fails on it, nor waits for a lock more than a moment: with
+    the database busy (another writer holds SQLite's lock, a long transaction
+    holds this row or its table) it is skipped, and the schedule gets to the
+    execution anyway."""
     within = settings.SFNUI_VIEWED_INTERVAL if within is None else within
     now = timezone.now()
     fresh = execution.synced_at is not None and (now - execution.synced_at).total_seconds() < within
     if fresh or not execution.is_open:
         return False
     later = Q(sync_due_at__isnull=True) | Q(sync_due_at__gt=now)
-    # A page never waits for a row lock: if a long transaction (a migration,
-    # a script, someone in psql) holds this row, skip it; the schedule will
-    # get to the execution anyway.
-    with transaction.atomic():
+    made_due = False
+    with busy.best_effort(f"make {execution.arn} due for a sync"), transaction.atomic():
+        # A row lock (a long transaction, a migration, someone in psql) is
+        # skipped at once, without waiting for the lock at all.
         unlocked = (
             Execution.objects.select_for_update(skip_locked=True)
             .filter(later, pk=execution.pk)
             .values("pk")
         )
         # One statement: UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED).
-        return bool(Execution.objects.filter(pk__in=unlocked).update(sync_due_at=now))
+        made_due = bool(Execution.objects.filter(pk__in=unlocked).update(sync_due_at=now))
+    return made_due

@@ -116,6 +116,9 @@ MIDDLEWARE = [
     # Content-Security-Policy on every answer, error pages included.
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Sign-in waits seconds, not 30 s, for a database another writer holds,
+    # and a page that must write then answers 503 (before the session's save).
+    "executions.busy.DatabaseBusyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

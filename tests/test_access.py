@@ -80,7 +80,10 @@ def _signed_out(client: Client, endpoint: Endpoint, method: str, arns: dict[str,
     response = getattr(client, method)(path)
     body = b"" if response.streaming else response.content
     if endpoint.name in PUBLIC:
-        assert response.status_code < 500
+        # /healthz may say "not ready": on SQLite its write probe cannot take
+        # the lock this test's own transaction holds.
+        not_ready = endpoint.name == "healthz" and response.status_code == 503
+        assert response.status_code < 500 or not_ready
         return
     if endpoint.name in API:
         assert response.status_code in (401, 405), path
