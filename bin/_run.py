@@ -281,6 +281,24 @@ def parse_sign_in(output: str) -> tuple[str, str]:
     return fields["user"], fields["password"]
 
 
+def debug_is_off(env: dict[str, str]) -> bool:
+    """DJANGO_DEBUG as the settings read it (a value they refuse is theirs to report)."""
+    return env.get("DJANGO_DEBUG", "").strip().lower() in ("0", "false", "no", "off")
+
+
+def set_up(sup: Supervisor, env: dict[str, str], manage: list[str]) -> tuple[str, str]:
+    """The database migrated, the static files collected when DEBUG is off,
+    and the sign-in; returns the sign-in (user, password)."""
+    sup.step("migrate", [*manage, "migrate", "--noinput"], env)
+    if debug_is_off(env):
+        # Then every page links to the hashed names of collectstatic's
+        # manifest, and WhiteNoise serves only what it collected: without
+        # it every page is a 500 ("Missing staticfiles manifest entry").
+        say("DEBUG is off: collecting the static files (manage.py collectstatic)")
+        sup.step("static", [*manage, "collectstatic", "--noinput"], env)
+    return parse_sign_in(sup.step("user", [*manage, "ensure_user"], env))
+
+
 def sync_once(sup: Supervisor, args: list[str], env: dict[str, str]) -> None:
     try:
         sup.step("sync", args, env, show=True)
@@ -303,8 +321,7 @@ def run(sup: Supervisor, env: dict[str, str], port: int) -> None:
         regions = env.get("SFNUI_REGIONS") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         say(f"{why}; syncing {regions}")
 
-    sup.step("migrate", [*manage, "migrate", "--noinput"], env)
-    user, password = parse_sign_in(sup.step("user", [*manage, "ensure_user"], env))
+    user, password = set_up(sup, env, manage)
 
     first_sync: threading.Thread | None = None
     if demo:

@@ -371,3 +371,55 @@ def test_the_demo_runs_only_without_aws_endpoint_or_credentials(
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
     with pytest.raises(script.Failed, match="no-such-profile"):
         script.choose_demo({})
+
+
+def test_with_debug_off_it_collects_the_static_files_before_it_serves(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = load_run_script()
+    steps: list[list[str]] = []
+
+    class Recorder(script.Supervisor):  # type: ignore[name-defined,misc]
+        def step(self, name: str, args: list[str], env: dict[str, str], show: bool = False) -> str:
+            steps.append(args[2:])
+            return "user: demo\npassword: pw\n"
+
+    manage = ["python", "manage.py"]
+    for debug in ("", "true", "1"):
+        steps.clear()
+        assert script.set_up(Recorder(), {"DJANGO_DEBUG": debug}, manage) == ("demo", "pw")
+        assert ["collectstatic", "--noinput"] not in steps
+    for debug in ("false", "0", "Off"):
+        steps.clear()
+        script.set_up(Recorder(), {"DJANGO_DEBUG": debug}, manage)
+        assert steps == [["migrate", "--noinput"], ["collectstatic", "--noinput"], ["ensure_user"]]
+    assert "DEBUG is off: collecting the static files" in capsys.readouterr().out
+
+
+def test_bin_run_with_debug_off_serves_its_pages_and_static_files(
+    bin_run: list[Run], tmp_path: Path
+) -> None:
+    """A fresh checkout has no collected static files; with DEBUG off every
+    page linked to the manifest's hashed names and was a 500."""
+    port = free_port()
+    env = run_env(tmp_path / "var", port)
+    env.update(
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="bin-run-debug-off-test-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # Plain HTTP on the loopback: the cookies must come back.
+        SFNUI_SECURE_COOKIES="false",
+        SFNUI_DEMO_EVENTS="0",
+    )
+    run = start(bin_run, env)
+    url = run.wait_for_line(r"sfnui is running: open (http://\S+)", FIRST_PAGE_WITHIN).group(1)
+    assert "DEBUG is off: collecting the static files" in run.output
+    browser = Browser(url)
+    status, _, page = browser.get("accounts/login/")
+    assert status == 200, page[:2000]
+    css = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', page)
+    assert css, "the page links to a hashed (collected) stylesheet"
+    assert browser.get(css.group(1))[0] == 200
+    status, _, health = browser.get("healthz")
+    assert status == 200, health
+    assert json.loads(health)["static"] == {"ok": True}
