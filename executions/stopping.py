@@ -130,12 +130,10 @@ def request_stop(
         _attempt(attempt, execution)
     except Exception as exc:
         # Not an AWS answer (say, the shared cache that meters the API budget
-        # is down): still a failed attempt, recorded, never a half-written row.
+        # is down): still a recorded attempt, never a half-written row, and
+        # it says only what is known of whether the stop went out.
         log.exception("stop of %s failed", execution.arn)
-        attempt.outcome = StopRequest.Outcome.FAILED
-        attempt.aws_response = aws.redact(
-            f"Not sent: internal error ({type(exc).__name__}: {exc})"
-        )[:2000]
+        _internal_error(attempt, execution, exc)
     attempt.save(update_fields=["status_before", "outcome", "aws_response"])
     log.info(
         "stop %s of %s by %s: %s",
@@ -201,6 +199,7 @@ def _attempt(attempt: StopRequest, ex: Execution) -> None:
             return
 
     try:
+        attempt._sfnui_stage = _SENDING  # type: ignore[attr-defined]
         with _stop_window():
             answer = aws.stop_execution(ex.arn, error=attempt.error, cause=attempt.cause)
     except aws.AlreadyFinished as exc:
@@ -220,10 +219,40 @@ def _attempt(attempt: StopRequest, ex: Execution) -> None:
         attempt.aws_response = _failure_text(exc)
         return
 
+    attempt._sfnui_stage = _ANSWERED  # type: ignore[attr-defined]
     attempt.outcome = Outcome.STOPPED
     attempt.aws_response = json.dumps(answer, default=_json_default, sort_keys=True)
     _record_aborted(ex, attempt, aws.utc(answer.get("stopDate")))
     _resync(ex)
+
+
+# How far an attempt got, for an error that is not AWS's answer: before
+# StopExecution nothing was sent; during it, it may have been; after it, AWS's
+# answer is already recorded on the attempt.
+_SENDING = "sending"
+_ANSWERED = "answered"
+
+
+def _internal_error(attempt: StopRequest, ex: Execution, exc: Exception) -> None:
+    what = aws.redact(f"internal error ({type(exc).__name__}: {exc})")
+    stage = getattr(attempt, "_sfnui_stage", None)
+    if stage == _ANSWERED and not in_flight(attempt):
+        # AWS answered and its answer is kept; what failed came after it (the
+        # re-sync, say). The next sync corrects the cache.
+        attempt.aws_response = f"{attempt.aws_response} (then an {what})"[:2000]
+    elif stage in (_SENDING, _ANSWERED):
+        attempt.outcome = StopRequest.Outcome.UNKNOWN
+        attempt.aws_response = (
+            f"The stop may have been sent: an {what} came while sending it, before AWS's "
+            "answer was read. The outcome is unknown; the next sync checks the execution."
+        )[:2000]
+        with contextlib.suppress(Exception):
+            Execution.objects.filter(pk=ex.pk).update(
+                needs_describe=True, sync_due_at=timezone.now()
+            )
+    else:
+        attempt.outcome = StopRequest.Outcome.FAILED
+        attempt.aws_response = f"Not sent: {what}"[:2000]
 
 
 def _stop_window() -> contextlib.AbstractContextManager[None]:

@@ -335,6 +335,40 @@ def test_an_unexpected_error_is_still_a_recorded_attempt(
     assert not stopping.in_flight(StopRequest.objects.get())
 
 
+def test_an_error_after_aws_accepted_the_stop_keeps_its_answer(
+    runaway: Execution, operator: Any, fake_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(arn: str) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(stopping, "_enqueue_resync", broken)
+    monkeypatch.setattr(stopping.transaction, "on_commit", lambda fn: fn())
+    attempt = stop(runaway, operator)
+    assert attempt.outcome == StopRequest.Outcome.STOPPED
+    assert "Not sent" not in attempt.aws_response
+    assert "then an internal error (ConnectionError" in attempt.aws_response
+    assert calls(fake_aws, "StopExecution") == 1
+    assert aws.describe_execution(runaway.arn)["status"] == "ABORTED"
+
+
+def test_an_error_while_the_stop_is_on_its_way_is_unknown_not_unsent(
+    runaway: Execution, operator: Any, fake_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = aws.stop_execution
+
+    def sent_then_broken(arn: str, **kw: Any) -> dict[str, Any]:
+        real(arn, **kw)
+        raise RuntimeError("the answer could not be read")
+
+    monkeypatch.setattr(aws, "stop_execution", sent_then_broken)
+    attempt = stop(runaway, operator)
+    assert attempt.outcome == StopRequest.Outcome.UNKNOWN
+    assert attempt.aws_response.startswith("The stop may have been sent")
+    assert "Not sent" not in attempt.aws_response
+    assert Execution.objects.get(pk=runaway.pk).needs_describe
+    assert aws.describe_execution(runaway.arn)["status"] == "ABORTED"
+
+
 def test_stopping_works_while_redis_is_down(
     runaway: Execution, operator: Any, fake_aws: Any, settings: Any
 ) -> None:
