@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import schedule, sync
+from . import schedule, sync, unavailable
 from .locks import held
 from .models import Execution, StateMachine, SyncRun
 
@@ -56,15 +57,34 @@ def describe_state_machines(pks: list[int], region: str, account: str = "") -> s
     return sync.describe_state_machines(pks, region, account).summary()
 
 
-@shared_task(acks_late=True)
-def list_state_machine(state_machine_pk: int) -> str:
-    sm = StateMachine.objects.filter(pk=state_machine_pk).first()
-    if sm is None:
-        return "gone"
-    with held(f"state-machine:{sm.pk}", settings.SFNUI_SYNC_LEASE) as mine:
-        if not mine:
-            return "busy"
-        stats = sync.list_state_machine(sm)
+# A listing or a batch that failed because the database was gone or too slow
+# (restarted, failed over) is tried again this soon, while its claim holds,
+# rather than when the claim runs out (SFNUI_SYNC_LEASE) and the tick hands it
+# out again: the news it was fetching is late by seconds, not minutes.
+DB_RETRY_SECONDS = 5.0
+
+
+def _retry_on_outage(task: Task[Any, Any], exc: Exception, **options: Any) -> None:
+    """Raise the task's retry if `exc` says the database is down or slow."""
+    if not unavailable.outage(exc):
+        return
+    retries = max(1, int(settings.SFNUI_SYNC_LEASE // DB_RETRY_SECONDS) - 1)
+    raise task.retry(exc=exc, countdown=DB_RETRY_SECONDS, max_retries=retries, **options)
+
+
+@shared_task(bind=True, acks_late=True)
+def list_state_machine(self: Task[Any, Any], state_machine_pk: int) -> str:
+    try:
+        sm = StateMachine.objects.filter(pk=state_machine_pk).first()
+        if sm is None:
+            return "gone"
+        with held(f"state-machine:{sm.pk}", settings.SFNUI_SYNC_LEASE) as mine:
+            if not mine:
+                return "busy"
+            stats = sync.list_state_machine(sm)
+    except Exception as exc:
+        _retry_on_outage(self, exc)
+        raise
     # What the listing found goes to a worker now rather than at the next tick.
     _send_batches(schedule.claim_flagged(stats.flagged))
     return stats.summary()
@@ -75,12 +95,18 @@ def _send_batches(batches: list[tuple[str, str, list[int]]]) -> None:
         sync_executions.delay(pks, region, account, schedule.batch_sent(account, region))
 
 
-@shared_task(acks_late=True)
-def sync_executions(pks: list[int], region: str, account: str = "", slot: str | None = None) -> str:
+@shared_task(bind=True, acks_late=True)
+def sync_executions(
+    self: Task[Any, Any], pks: list[int], region: str, account: str = "", slot: str | None = None
+) -> str:
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
     try:
         return sync.sync_executions(pks, region, account).summary()
+    except Exception as exc:
+        # The retry holds no slot: this one is given back below.
+        _retry_on_outage(self, exc, args=(pks, region, account, None))
+        raise
     finally:
         schedule.batch_done(slot)
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.cache import cache
+from django.db import OperationalError
 from django.utils import timezone
 
 from executions import schedule, tasks
@@ -334,3 +335,57 @@ def test_a_discovery_task_hands_the_definitions_out_in_small_batches(
         tasks.describe_state_machines(pks, region, account)
     assert not StateMachine.objects.filter(described_at__isnull=True).exists()
     assert StateMachine.objects.exclude(definition="").count() == 45
+
+
+def _fails_once(error: Exception) -> tuple[list[tuple[Any, ...]], Any]:
+    seen: list[tuple[Any, ...]] = []
+
+    def run(*args: Any) -> Any:
+        seen.append(args)
+        if len(seen) == 1:
+            raise error
+        return tasks.sync.Stats()
+
+    return seen, run
+
+
+def test_a_listing_that_met_a_database_outage_is_retried_soon_not_after_the_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sm = factories.state_machine_row()
+    seen, run = _fails_once(OperationalError("database is locked"))
+    monkeypatch.setattr(tasks.sync, "list_state_machine", run)
+    retries: list[dict[str, Any]] = []
+    real_retry = tasks.list_state_machine.retry
+
+    def retry(*args: Any, **kwargs: Any) -> Any:
+        retries.append(kwargs)
+        return real_retry(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.list_state_machine, "retry", retry)
+    result = tasks.list_state_machine.apply(args=(sm.pk,))
+    assert result.successful()
+    assert len(seen) == 2
+    assert [r["countdown"] for r in retries] == [tasks.DB_RETRY_SECONDS]
+
+
+def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slot = schedule.batch_sent("default", "us-east-1")
+    assert schedule.in_flight("default", "us-east-1") == 1
+    seen, run = _fails_once(OperationalError("database is locked"))
+    monkeypatch.setattr(tasks.sync, "sync_executions", run)
+    result = tasks.sync_executions.apply(args=([1, 2], "us-east-1", "default", slot))
+    assert result.successful()
+    assert len(seen) == 2
+    assert schedule.in_flight("default", "us-east-1") == 0
+
+
+def test_a_bug_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    sm = factories.state_machine_row()
+    seen, run = _fails_once(OperationalError("no such column: executions_execution.nope"))
+    monkeypatch.setattr(tasks.sync, "list_state_machine", run)
+    result = tasks.list_state_machine.apply(args=(sm.pk,))
+    assert result.failed()
+    assert len(seen) == 1
