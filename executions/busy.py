@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections, transaction
@@ -98,14 +98,35 @@ def best_effort(what: str, wait: float = BEST_EFFORT_WAIT) -> Iterator[None]:
     """For a write a page can do without: it waits `wait` for a lock at most,
     and a database error skips it (the block's transaction rolled back), with
     a warning saying what was not done; the page goes on."""
+    guard: AbstractContextManager[None] = lock_wait(wait)
     try:
-        with lock_wait(wait):
+        guard.__enter__()
+    except DatabaseError as exc:
+        # Setting the wait already failed (the connection ended, the database
+        # restarted): the block still runs, once, and its write fails or goes
+        # through on a fresh connection; either way the page goes on.
+        _skipped(what, exc)
+        guard = nullcontext()
+    try:
+        with _exiting(guard):
             yield
     except DatabaseError as exc:
-        if is_busy(exc):
-            log.warning("the database is busy: did not %s (%s)", what, exc)
-        else:
-            log.warning("could not %s", what, exc_info=True)
+        _skipped(what, exc)
+
+
+@contextmanager
+def _exiting(entered: AbstractContextManager[None]) -> Iterator[None]:
+    """Leave a context manager that was entered already, as `with` would."""
+    with ExitStack() as stack:
+        stack.push(entered)
+        yield
+
+
+def _skipped(what: str, exc: DatabaseError) -> None:
+    if is_busy(exc):
+        log.warning("the database is busy: did not %s (%s)", what, exc)
+    else:
+        log.warning("could not %s", what, exc_info=True)
 
 
 def busy_response(request: HttpRequest) -> HttpResponse:
