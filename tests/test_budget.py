@@ -63,14 +63,30 @@ def test_a_drained_bucket_pauses_everyone(store: Any) -> None:
     assert store.take(b) > 0.9
 
 
-def test_acquire_sleeps_for_a_token_and_reports_the_wait(settings: Any, db: None) -> None:
+def test_acquire_sleeps_for_a_token_and_reports_the_wait(
+    settings: Any, db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings.SFNUI_API_SHARE = 1.0
     settings.SFNUI_API_QUOTAS = {"DescribeExecution": (1, 4)}
     op = "DescribeExecution"
     region = f"test-{uuid.uuid4().hex[:6]}"
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(budget.time, "sleep", sleep)
+    started = time.monotonic()
     assert budget.acquire(region, op) == 0
     waited = budget.acquire(region, op)
-    assert 0.15 < waited < 0.5
+    # The second token comes 1/4 s after the first, whatever the machine's
+    # speed; what acquire reports is what it slept for it (less than 1/4 s
+    # when the machine was slow to make the second call).
+    assert time.monotonic() - started >= 0.24
+    assert waited == pytest.approx(sum(slept))
+    assert waited < 0.5
 
 
 def test_acquire_refuses_to_wait_longer_than_allowed(settings: Any, db: None) -> None:

@@ -65,7 +65,7 @@ def page_urls() -> list[str]:
 def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
     processes: Processes,
     fake_aws: Any,
-    viewer_client: Client,
+    operator_client: Client,
     make_state_machine: Callable[..., str],
     start: Callable[..., str],
     sfn: Any,
@@ -91,7 +91,7 @@ def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
             throttled_since = time.monotonic()
         for url in page_urls():
             started = time.monotonic()
-            response = viewer_client.get(url)
+            response = operator_client.get(url)
             timings.append(time.monotonic() - started)
             assert response.status_code == 200, (url, response.content[:500])
             # With Redis every process shares the bar's answer for SHARED_TTL
