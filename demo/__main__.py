@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import sys
@@ -102,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in traffics]
         for thread in threads:
             thread.start()
-        stop.wait()
+        # Woken now and then, so that the signal handler always gets to run.
+        while not stop.wait(0.5):
+            pass
+        # Whatever still hangs after the grace (a call, the endpoint's own
+        # shutdown), the process is gone soon after: a stop never waits long.
+        watchdog = threading.Timer(STOP_GRACE + 2.0, _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
         # A thread in the middle of a call to the endpoint gets a moment to
         # finish it; Ctrl-C never waits for more (they are daemons).
         deadline = time.monotonic() + STOP_GRACE
@@ -113,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _exit_now() -> None:
+    log.warning("still stopping %.0f s after the signal: exiting now", STOP_GRACE + 2.0)
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import boto3
 import pytest
 
 from demo import WORKFLOWS, Traffic, Workflow
+from demo import __main__ as demo_main
 from demo.traffic import BUSY_SECONDS
 from fakeaws import FakeAwsServer
 from tests.helpers import wait_for
@@ -263,6 +264,44 @@ def test_python_m_demo_serves_until_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert "stopping:" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+HANGING_STOP = """
+import sys, time
+import fakeaws
+fakeaws.FakeAwsServer.stop = lambda self: time.sleep(3600)  # the endpoint never shuts down
+from demo.__main__ import main
+sys.exit(main(["--port", "0", "--seed", "1", "--one-account"]))
+"""
+
+
+def test_a_demo_whose_shutdown_hangs_still_exits_soon_after_the_signal() -> None:
+    # bin/run's own stop gives its children 20 s; the demo never needs them.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_STOP],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "Step Functions endpoint on" in line:
+                break
+        else:
+            pytest.fail("the demo exited before it was ready")
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert proc.wait(timeout=30) == 0
+        took = time.monotonic() - signalled
+        assert "exiting now" in proc.stdout.read()
+        assert took < demo_main.STOP_GRACE + 2.0 + 5.0, took
     finally:
         if proc.poll() is None:
             proc.kill()
