@@ -207,8 +207,12 @@ def run(urls: list[str], stop: threading.Event) -> None:
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    # Joined with a timeout, again and again: a signal that lands on one of
+    # the consumer threads only runs its Python handler (which sets `stop`)
+    # when the main thread wakes up, and an untimed join never does.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(0.5)
 
 
 def _loop(url: str, stop: threading.Event) -> None:

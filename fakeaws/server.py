@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         server.app.configure(quotas="aws")
     print(f"fakeaws: Step Functions endpoint on {server.url}", flush=True)
     try:
-        threading.Event().wait()
+        # Woken now and then: Ctrl-C's KeyboardInterrupt is raised only when
+        # the main thread runs, and a signal may land on a serving thread.
+        forever = threading.Event()
+        while not forever.wait(0.5):
+            pass
     except KeyboardInterrupt:
         server.stop()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -367,3 +370,52 @@ def test_duplicated_and_delayed_events_end_where_aws_ended(
     assert Execution.objects.filter(arn__in=arns).count() == 6
     assert total.outcomes["applied"] <= 12
     assert total.outcomes["duplicate"] + total.outcomes["stale"] >= 12
+
+
+# A stop signal that lands on a queue's thread, not the main one (the kernel
+# picks any thread of the process): the handler still runs and the consumer
+# stops. With an untimed join in the main thread it never did.
+SIGNAL_ON_A_QUEUE_THREAD = """
+import os, signal, sys, threading, time
+import django
+django.setup()
+from executions import consumer
+
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+def queue_loop(url, stop):  # stands in for a queue's long poll
+    while not stop.wait(0.2):
+        pass
+
+consumer._loop = queue_loop
+
+def aim():
+    time.sleep(0.5)
+    (queue_thread,) = [t for t in threading.enumerate() if t.name.startswith("events-")]
+    signal.pthread_kill(queue_thread.ident, signal.SIGTERM)
+
+threading.Thread(target=aim, daemon=True).start()
+consumer.run(["queue"], stop)
+print("stopped", flush=True)
+"""
+
+
+def test_a_stop_signal_that_lands_on_a_queue_thread_stops_the_consumer(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "sfnui.settings",
+        "SFNUI_VAR_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_ON_A_QUEUE_THREAD],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stopped"
