@@ -233,15 +233,20 @@ def test_the_rate_gives_a_few_hundred_executions_in_ten_minutes_then_calms_down(
     assert busy / 6 < calm < busy / 2, (busy, calm)
 
 
-def test_python_m_demo_serves_until_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo", "--port", "0", "--seed", "1"],
+def _demo_process(*args: str) -> subprocess.Popen[str]:
+    """The demo as its own process (python ARGS), its output in one text pipe."""
+    return subprocess.Popen(
+        [sys.executable, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_python_m_demo_serves_until_sigterm(tmp_path: Path) -> None:
+    proc = _demo_process("-m", "demo", "--port", "0", "--seed", "1")
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -281,14 +286,7 @@ sys.exit(main(["--port", "0", "--seed", "1", "--one-account"]))
 
 def test_a_demo_whose_shutdown_hangs_still_exits_soon_after_the_signal() -> None:
     # bin/run's own stop gives its children 20 s; the demo never needs them.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HANGING_STOP],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _demo_process("-c", HANGING_STOP)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
