@@ -38,6 +38,40 @@ UNLIMITED = {
 }
 
 
+def _patient_flush() -> None:
+    """The flush after each transactional test, made to survive the real
+    worker a journey keeps running (tests/e2e): the worker refills the fresh
+    database while it is flushed, so on PostgreSQL the TRUNCATE can wait on
+    its transaction past the web processes' statement timeout (set on every
+    connection of this process once a test client has served a page), or meet
+    it in a deadlock. Either failed CI once: the flush gave up and the next
+    test found the last one's users. The flush now gets a minute of its own
+    and is tried again (up to five times) when PostgreSQL gave it up for a
+    deadlock or a timeout; any other error is raised as before."""
+    from django.db import OperationalError
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+    retried = {"40P01", "55P03", "57014"}  # deadlock, lock timeout, statement timeout
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
+        if self.connection.vendor == "postgresql":
+            sql_list = ["SET LOCAL statement_timeout = '60s'", *sql_list]
+        for attempt in range(5):
+            try:
+                flush(self, sql_list)
+                return
+            except OperationalError as exc:
+                sqlstate = getattr(exc.__cause__, "sqlstate", None)
+                if sqlstate not in retried or attempt == 4:
+                    raise
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+
+
+_patient_flush()
+
+
 @pytest.fixture(scope="session")
 def fake_aws_server() -> Iterator[FakeAwsServer]:
     with FakeAwsServer() as server:
