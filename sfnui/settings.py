@@ -246,9 +246,10 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic puts them (bin/run with DEBUG off, the image build).
+STATIC_ROOT = Path(env_str("SFNUI_STATIC_ROOT", str(BASE_DIR / "staticfiles"))).resolve()
 # WhiteNoise warns on every start without it; `collectstatic` fills it.
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -87,6 +87,9 @@ def run_env(var_dir: Path, port: int) -> dict[str, str]:
     }
     env.update(
         SFNUI_VAR_DIR=str(var_dir),
+        # Its own, as a fresh checkout has: and CI's two passes, side by
+        # side, must not collect into one folder at once.
+        SFNUI_STATIC_ROOT=str(var_dir.parent / "staticfiles"),
         SFNUI_PORT=str(port),
         # Neither the developer's ~/.aws nor an instance role of the CI host.
         AWS_CONFIG_FILE=str(var_dir.parent / "no-aws-config"),
