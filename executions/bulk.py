@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from . import runaways, stopping
+from . import runaways, signals, stopping
 from .arns import NotAnArn, parse_state_machine_arn
 from .models import (
     OPEN_STATUSES,
@@ -257,8 +257,6 @@ def start(
 def enqueue(batch: BulkStop) -> int:
     """Hand the items still waiting to workers, CHUNK per task. Returns the
     number of tasks sent; a broker that is down is recorded on the batch."""
-    from . import tasks
-
     pending = list(
         batch.items.filter(stop_request__isnull=True, note="")
         .order_by("position")
@@ -267,7 +265,9 @@ def enqueue(batch: BulkStop) -> int:
     sent = 0
     try:
         for i in range(0, len(pending), CHUNK):
-            tasks.stop_bulk_items.delay(str(batch.pk), pending[i : i + CHUNK])
+            signals.bulk_chunk_ready.send(
+                sender=__name__, batch_id=str(batch.pk), item_ids=pending[i : i + CHUNK]
+            )
             sent += 1
     except Exception as exc:
         log.warning("could not enqueue bulk stop %s", batch.pk, exc_info=True)

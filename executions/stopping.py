@@ -34,7 +34,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import aws, sync
+from . import aws, signals, sync
 from .models import Execution, StopRequest
 
 log = logging.getLogger(__name__)
@@ -343,10 +343,8 @@ def _resync(ex: Execution) -> None:
 
 
 def _enqueue_resync(arn: str) -> None:
-    from . import tasks
-
     try:
-        tasks.sync_execution_now.delay(arn)
+        signals.resync_wanted.send(sender=__name__, arn=arn)
     except Exception:
         # The broker (Redis) is down. The stop itself is done and recorded;
         # the execution is due, so the scheduler syncs it when things are back.

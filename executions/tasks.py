@@ -1,15 +1,19 @@
-"""Thin Celery tasks over sync.py, and the tick that beat runs (see settings)."""
+"""Thin Celery tasks over the sync, bulk stop and watch, the tick that beat
+runs (see settings), and the receivers of signals.py: the only module that
+enqueues. Its receivers are connected in ExecutionsConfig.ready()."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.dispatch import receiver
 from django.utils import timezone
 
-from . import schedule, sync, unavailable
+from . import bulk, schedule, signals, sync, unavailable, watch
 from .locks import held
 from .models import Execution, StateMachine, SyncRun
 
@@ -138,39 +142,52 @@ def prune_sync_runs() -> int:
 
 
 # --- Bulk stop and Watch (bulk.py, watch.py) ----------------------------------------
-# Imported where used, so that this module's imports stay the sync's own.
 
 
 @shared_task(acks_late=True)
 def stop_bulk_items(batch_id: str, item_ids: list[int]) -> str:
     """Stop one chunk of a bulk stop. Running it twice sends nothing twice:
     each stop's request token is derived from the batch and the execution."""
-    import uuid
-
-    from . import bulk
-
     return bulk.stop_items(uuid.UUID(batch_id), item_ids)
 
 
 @shared_task(acks_late=True)
 def notify_watchers(execution_pk: int) -> str:
     """A watched execution finished: post it to the webhook, once per watch."""
-    from . import watch
-
     return watch.notify(execution_pk)
 
 
 @shared_task(acks_late=True)
 def deliver_watch_notification(notification_pk: int, attempt: int) -> str:
     """A retry of a watch post that failed (watch.BACKOFF apart)."""
-    from . import watch
-
     return watch.deliver(notification_pk, attempt)
 
 
 @shared_task
 def notify_finished_watches() -> int:
     """Watches of executions that finished while the broker was unreachable."""
-    from . import watch
-
     return watch.notify_finished()
+
+
+# --- What domain code asks for (signals.py) -----------------------------------------
+# A receiver's exception (the broker is down) reaches the sender, which handles it.
+
+
+@receiver(signals.resync_wanted, dispatch_uid="executions.tasks.resync")
+def _resync(arn: str, **_: Any) -> None:
+    sync_execution_now.delay(arn)
+
+
+@receiver(signals.watchers_to_notify, dispatch_uid="executions.tasks.notify_watchers")
+def _notify_watchers(execution_pk: int, **_: Any) -> None:
+    notify_watchers.delay(execution_pk)
+
+
+@receiver(signals.watch_retry_wanted, dispatch_uid="executions.tasks.watch_retry")
+def _watch_retry(notification_pk: int, attempt: int, countdown: float, **_: Any) -> None:
+    deliver_watch_notification.apply_async((notification_pk, attempt), countdown=countdown)
+
+
+@receiver(signals.bulk_chunk_ready, dispatch_uid="executions.tasks.bulk_chunk")
+def _bulk_chunk(batch_id: str, item_ids: list[int], **_: Any) -> None:
+    stop_bulk_items.delay(batch_id, item_ids)

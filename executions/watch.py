@@ -29,7 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import incident
+from . import incident, signals
 from .models import OPEN_STATUSES, Execution, Watch, WatchNotification
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,8 @@ def closed(execution_pk: int) -> None:
 
 
 def _enqueue_notify(execution_pk: int) -> None:
-    from . import tasks
-
     try:
-        tasks.notify_watchers.delay(execution_pk)
+        signals.watchers_to_notify.send(sender=__name__, execution_pk=execution_pk)
     except Exception:
         # The broker is down; notify_finished_watches (periodic) picks it up.
         log.warning("could not enqueue the watch notification of %s", execution_pk, exc_info=True)
@@ -192,11 +190,12 @@ def deliver(notification_pk: int, attempt: int) -> str:
 
 
 def _retry_later(notification_pk: int, attempt: int) -> None:
-    from . import tasks
-
     try:
-        tasks.deliver_watch_notification.apply_async(
-            (notification_pk, attempt + 1), countdown=BACKOFF[attempt - 1]
+        signals.watch_retry_wanted.send(
+            sender=__name__,
+            notification_pk=notification_pk,
+            attempt=attempt + 1,
+            countdown=BACKOFF[attempt - 1],
         )
     except Exception as exc:
         WatchNotification.objects.filter(pk=notification_pk).update(

@@ -1,0 +1,31 @@
+"""Work that domain code asks for and a worker does: the one way out of the
+domain to the task queue.
+
+Domain modules (actions/stop.py, actions/bulk.py, actions/watch.py) send one
+of these signals where they used to call a task's `.delay()` themselves;
+`executions/tasks.py` connects the receivers that enqueue (connected in
+`ExecutionsConfig.ready()`, so in every process: web, worker, manage.py).
+So only tasks.py enqueues, and the domain never imports it.
+
+A receiver's exception reaches the sender (`send`, not `send_robust`): a
+broker that is down is the sender's to handle, as it was before.
+
+This module imports nothing of the domain.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# An execution should be synced now (after a stop). Argument: arn.
+resync_wanted = Signal()
+
+# A watched execution finished: post it to the webhook. Argument: execution_pk.
+watchers_to_notify = Signal()
+
+# A watch post failed and is tried again later.
+# Arguments: notification_pk, attempt (the next one), countdown (seconds).
+watch_retry_wanted = Signal()
+
+# One chunk of a bulk stop for a worker. Arguments: batch_id (str), item_ids.
+bulk_chunk_ready = Signal()
