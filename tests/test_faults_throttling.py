@@ -23,7 +23,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from executions import status
+from executions import aws, status
 from executions.models import Execution, SyncRun
 from tests.helpers import (
     LONG_WAIT,
@@ -91,8 +91,11 @@ def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
             throttled_since = time.monotonic()
         for url in page_urls():
             started = time.monotonic()
-            response = operator_client.get(url)
+            with aws.count_calls() as calls_by_page:
+                response = operator_client.get(url)
             timings.append(time.monotonic() - started)
+            # Pages never wait on AWS: they answer from the cache, throttled or not.
+            assert not calls_by_page, (url, dict(calls_by_page))
             assert response.status_code == 200, (url, response.content[:500])
             # With Redis every process shares the bar's answer for SHARED_TTL
             # seconds: from then on it must say so.
@@ -113,12 +116,17 @@ def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
         f"throttled {calls['throttled']}"
     )
     assert sum(calls["throttled"].values()) >= 10, calls
-    # The storm did slow it down: it could not get through the work under it.
-    assert unfinished > 1, "the sync was not slowed down by the storm"
+    # The storm did slow it down: batches stopped at a throttled call and
+    # left the rest for later (what the sync decided, not how far a machine
+    # of this speed got in a minute; `unfinished` above is for the reader),
+    # and the bar said that news was waiting because of it.
+    stopped = SyncRun.objects.filter(kind=SyncRun.Kind.EXECUTIONS, throttled=True)
+    assert stopped.exists(), list(SyncRun.objects.values("kind", "throttled", "error")[:20])
     assert any("Sync is behind" in bar for bar in bars)
     assert len(bars) >= 10
-    # Pages never wait on AWS: they answer from the cache, throttled or not.
-    assert max(timings) < 5.0, sorted(timings)[-5:]
+    # No page called AWS (checked on each, above). The median is a sanity
+    # bound with room for a loaded machine (about 15-30 ms when idle); no
+    # bound on the slowest, which a busy CI machine decides, not the code.
     assert statistics.median(timings) < 1.0, statistics.median(timings)
 
     # After the storm: it catches up, and nothing is lost.
