@@ -25,6 +25,11 @@ from sfnui.celery import app
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = reverse("healthz")
+# /healthz answers within its own deadline (health.CHECK_TIMEOUT: a check
+# that has not answered by then is a failure). The tests allow this much
+# more for a loaded machine: what they guard against is waiting for a
+# connect timeout or SQLite's busy timeout (30 s), not a slow second.
+SLACK = 5.0
 
 
 @pytest.fixture
@@ -50,7 +55,7 @@ def test_it_is_ok_without_a_login_and_says_no_more(client: Client) -> None:
     database vendor, broker transport, cache backend or timings."""
     started = time.monotonic()
     response = client.get(URL)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < health.CHECK_TIMEOUT + SLACK
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert "no-cache" in response["Cache-Control"]
@@ -105,7 +110,7 @@ def test_a_writer_holding_the_lock_longer_than_the_check_is_a_503_and_no_check_w
         waiting = [t.name for t in threading.enumerate() if t.name.startswith("healthz-")]
     body = response.json()
     assert response.status_code == 503, body
-    assert took < health.CHECK_TIMEOUT + 1
+    assert took < health.CHECK_TIMEOUT + SLACK
     assert body["database"]["ok"] is False
     assert "cannot be written" in body["database"]["error"]
     assert body["cache"]["ok"] is True
@@ -152,7 +157,7 @@ def test_a_broker_that_is_down_is_a_503(
     broker(f"redis://:s3cret-pass@10.0.0.7:{closed_port()}/5")
     started = time.monotonic()
     response = Client().get(URL)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < health.CHECK_TIMEOUT + SLACK
     assert response.status_code == 503
     assert response.json()["broker"] == {"ok": False}
     assert "10.0.0.7" not in response.content.decode()
@@ -203,16 +208,25 @@ def test_database_errors_are_a_503(viewer_client: Client, monkeypatch: pytest.Mo
 def test_a_check_that_hangs_is_cut_short(
     viewer_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # It hangs until the test is over (a minute at most): an answer that
+    # waited for it could not come within the bound below.
+    over = threading.Event()
+
     def hangs() -> dict[str, Any]:
-        time.sleep(5)
+        over.wait(60)
         return {}
 
     monkeypatch.setitem(health.CHECKS, "database", hangs)
     monkeypatch.setattr(health, "CHECK_TIMEOUT", 0.5)
     started = time.monotonic()
-    response = viewer_client.get(URL)
-    assert time.monotonic() - started < 2
+    try:
+        response = viewer_client.get(URL)
+        took = time.monotonic() - started
+    finally:
+        over.set()
+    assert took < 0.5 + SLACK
     assert response.status_code == 503
+    # The deadline cut it short (what the code decided), not the check ending.
     assert response.json()["database"] == {"ok": False, "error": "no answer within 0.5 s"}
 
 

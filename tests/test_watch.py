@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from executions import incident, sync, tasks, watch
-from executions.models import Execution, Watch, WatchNotification
+from executions.models import Execution, SyncRun, Watch, WatchNotification
 from sfnui.celery import app as celery_app
 from tests.factories import execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, wait_for
@@ -248,11 +248,14 @@ def test_a_webhook_that_hangs_times_out_and_is_retried(
     monkeypatch.setattr(
         tasks.deliver_watch_notification, "apply_async", lambda *a, **k: retries.append((a, k))
     )
-    receiver.delay = 1.0
+    # The answer would take 10 s; the read timeout is 0.3 s. Giving up long
+    # before the answer (with seconds of room for a loaded machine) is the
+    # timeout at work; the result says which limit it was.
+    receiver.delay = 10.0
     ex = finished_watch(user)
     started = time.monotonic()
     result = watch.notify(ex.pk)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
     assert result == "attempt 1: 127.0.0.1 did not answer in time"
     assert retries == [
         (((WatchNotification.objects.get().pk, 2),), {"countdown": watch.BACKOFF[0]})
@@ -459,7 +462,11 @@ def test_a_real_worker_posts_the_end_of_a_watched_execution(
             return bool(receiver.bodies)
 
         wait_for(posted, timeout=90, interval=0.5)
-        time.sleep(3)  # more syncs of the finished execution: still one post
+        # More syncs of the finished execution (two more listings of its
+        # state machine, however long they take): still one post.
+        listings = SyncRun.objects.filter(kind=SyncRun.Kind.LIST, state_machine=ex.state_machine)
+        seen = listings.count()
+        wait_for(lambda: listings.count() >= seen + 2, timeout=60, interval=0.3)
     (body,) = receiver.bodies
     assert "**ABORTED**" in body["text"]
     assert "(watched by viewer)" in body["text"]
