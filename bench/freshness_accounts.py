@@ -92,8 +92,8 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.test import Client
 
-        from executions import plan
         from executions.models import Execution, StateMachine
+        from executions.sync import plan
 
         reset_cache_tables()
         clients = {

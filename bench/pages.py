@@ -203,8 +203,8 @@ def _list_url(params: dict[str, str]) -> str:
 
 def _deep(client: Any, params: dict[str, str], pages: int) -> tuple[str | None, int]:
     """The cursor `pages` pages down (following `older`), or as far as it goes."""
-    from executions import queries
-    from executions.forms import ExecutionFilterForm
+    from executions.reads import queries
+    from executions.web.forms import ExecutionFilterForm
 
     cursor = None
     followed = 0
@@ -227,8 +227,8 @@ def _rows(url: str) -> int:
     """How many executions a list URL shows."""
     from django.http import QueryDict
 
-    from executions import queries
-    from executions.forms import ExecutionFilterForm
+    from executions.reads import queries
+    from executions.web.forms import ExecutionFilterForm
 
     form = ExecutionFilterForm(QueryDict(url.partition("?")[2]))
     assert form.is_valid(), form.errors
@@ -242,7 +242,7 @@ def make_plan(client: Any) -> dict[str, Any]:
     from django.urls import reverse
 
     from executions.models import Execution, StateMachine
-    from executions.queries import Cursor
+    from executions.reads.queries import Cursor
 
     span = Execution.objects.aggregate(first=Min("start_date"), last=Max("start_date"))
     middle = span["first"] + (span["last"] - span["first"]) / 2

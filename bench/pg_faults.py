@@ -356,7 +356,7 @@ def _stop(session: Any, arn: str, phase: str) -> dict[str, Any]:
 def _stops(stops: list[dict[str, Any]], sfn: Any, StopRequest: Any) -> dict[str, Any]:
     """What became of each stop, from the answer, the audit and AWS. Lost: AWS
     stopped it and the audit has no row, or a row that says it was not sent."""
-    from executions.stopping import IN_FLIGHT
+    from executions.actions.stop import IN_FLIGHT
 
     outcomes: Counter[str] = Counter()
     lost = []

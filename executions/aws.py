@@ -45,7 +45,8 @@ from botocore.exceptions import ConnectionError as ConnectPhaseError
 from botocore.parsers import ResponseParserError
 from django.conf import settings
 
-from . import budget
+from executions import budget
+
 from .arns import NotAnArn
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from django.db import IntegrityError
 from django.db.models import F, Value
 from django.db.models.functions import Greatest, Least
 
-from .models import ApiBucket
+from executions.models import ApiBucket
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,12 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import bulk, schedule, signals, sync, unavailable, watch
-from .locks import held
+from executions import signals
+from executions.actions import bulk, watch
+from executions.database import unavailable
+from executions.sync import flows, schedule
+from executions.sync.locks import held
+
 from .models import Execution, StateMachine, SyncRun
 
 
@@ -41,7 +45,7 @@ def sync_tick() -> dict[str, int]:
 
 @shared_task(acks_late=True)
 def discover(region: str, account: str = "default") -> str:
-    stats = sync.discover_state_machines(region, account, describe=False)
+    stats = flows.discover_state_machines(region, account, describe=False)
     if not stats.errors:
         schedule.discovered(region, account)
     # Definitions in small batches, between the listings rather than before them.
@@ -58,7 +62,7 @@ DESCRIBE_BATCH = 20
 
 @shared_task(acks_late=True)
 def describe_state_machines(pks: list[int], region: str, account: str = "") -> str:
-    return sync.describe_state_machines(pks, region, account).summary()
+    return flows.describe_state_machines(pks, region, account).summary()
 
 
 # A listing or a batch that failed because the database was gone or too slow
@@ -85,7 +89,7 @@ def list_state_machine(self: Task[Any, Any], state_machine_pk: int) -> str:
         with held(f"state-machine:{sm.pk}", settings.SFNUI_SYNC_LEASE) as mine:
             if not mine:
                 return "busy"
-            stats = sync.list_state_machine(sm)
+            stats = flows.list_state_machine(sm)
     except Exception as exc:
         _retry_on_outage(self, exc)
         raise
@@ -106,7 +110,7 @@ def sync_executions(
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
     try:
-        return sync.sync_executions(pks, region, account).summary()
+        return flows.sync_executions(pks, region, account).summary()
     except Exception as exc:
         # The retry holds no slot: this one is given back below.
         _retry_on_outage(self, exc, args=(pks, region, account, None))
@@ -125,12 +129,12 @@ def sync_execution_now(arn: str) -> str:
         if not mine:
             return "busy"
         # Throttling is recorded by `recording`; the execution was rescheduled.
-        account = sync.account_key(ex.state_machine)
-        with sync.recording(
+        account = flows.account_key(ex.state_machine)
+        with flows.recording(
             SyncRun.Kind.EXECUTIONS, ex.state_machine.region, account=account
         ) as stats:
             ex.needs_describe = True
-            sync.sync_execution(ex, stats)
+            flows.sync_execution(ex, stats)
         return stats.summary()
 
 
@@ -176,6 +180,11 @@ def notify_finished_watches() -> int:
 @receiver(signals.resync_wanted, dispatch_uid="executions.tasks.resync")
 def _resync(arn: str, **_: Any) -> None:
     sync_execution_now.delay(arn)
+
+
+@receiver(signals.sync_soon_wanted, dispatch_uid="executions.tasks.sync_soon")
+def _sync_soon(arn: str, **_: Any) -> None:
+    sync_execution_now.delay_on_commit(arn)  # type: ignore[attr-defined]
 
 
 @receiver(signals.watchers_to_notify, dispatch_uid="executions.tasks.notify_watchers")

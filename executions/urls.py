@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from .converters import ExecutionArnConverter, StateMachineArnConverter
+from executions.web.converters import ExecutionArnConverter, StateMachineArnConverter
+
 from .views import (
     api,
     bulk_stop,

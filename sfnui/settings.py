@@ -118,7 +118,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Sign-in waits seconds, not 30 s, for a database another writer holds,
     # and a page that must write then answers 503 (before the session's save).
-    "executions.busy.DatabaseBusyMiddleware",
+    "executions.database.busy.DatabaseBusyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,22 +126,22 @@ MIDDLEWARE = [
     # A database that is gone, full or too slow: 503 with a message, not 500
     # (loads the user, so before the sign-in check; sets the web process's
     # statement timeout).
-    "executions.unavailable.DatabaseUnavailableMiddleware",
+    "executions.database.unavailable.DatabaseUnavailableMiddleware",
     # Every page needs a signed-in user unless its view says
     # @login_not_required (/healthz, the login page).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     # Cache-Control: private, no-store on whatever a signed-in person gets.
-    "executions.middleware.PrivatePagesMiddleware",
+    "executions.web.middleware.PrivatePagesMiddleware",
     # Who asks, for the per-user allowance of AWS lookups (ratelimit.py).
-    "executions.middleware.RequesterMiddleware",
+    "executions.web.middleware.RequesterMiddleware",
     # The admin's 500 for an empty ?_to_field=, as a 400 (after the sign-in).
-    "executions.middleware.AdminEmptyToFieldMiddleware",
+    "executions.web.middleware.AdminEmptyToFieldMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "executions.middleware.TimezoneMiddleware",
-    "executions.middleware.RefusalMessageMiddleware",
-    "executions.middleware.PageErrorMiddleware",
+    "executions.web.middleware.TimezoneMiddleware",
+    "executions.web.middleware.RefusalMessageMiddleware",
+    "executions.web.middleware.PageErrorMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into its page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -159,8 +159,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "executions.context_processors.sync_status",
-                "executions.context_processors.permissions",
+                "executions.web.context_processors.sync_status",
+                "executions.web.context_processors.permissions",
             ],
         },
     },
@@ -193,7 +193,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     )
 # Seconds a statement of a web request may run on PostgreSQL before it is
 # cancelled and the page answers 503; 0: no limit. The web process only
-# (executions/unavailable.py): the sync and migrations are not bounded.
+# (executions/database/unavailable.py): the sync and migrations are not bounded.
 SFNUI_DB_STATEMENT_TIMEOUT = env_float("SFNUI_DB_STATEMENT_TIMEOUT", 10.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -392,7 +392,7 @@ SFNUI_DISCOVER_INTERVAL = env_float("SFNUI_DISCOVER_INTERVAL", 300.0)
 # A state machine with running executions or recent starts is listed this
 # often; an idle one every SFNUI_LIST_IDLE_INTERVAL. When the ListExecutions
 # budget of an account and region cannot pay for that, the intervals stretch
-# (idle ones first) so that the listings stay within it (executions/plan.py;
+# (idle ones first) so that the listings stay within it (executions/sync/plan.py;
 # /sync/ shows what the budget allows). SFNUI_LIST_MAX_INTERVAL bounds the
 # backoff of a state machine whose listing keeps failing.
 SFNUI_LIST_INTERVAL = env_float("SFNUI_LIST_INTERVAL", 5.0)
@@ -438,7 +438,7 @@ SFNUI_SYNC_RUN_RETENTION_DAYS = env_int("SFNUI_SYNC_RUN_RETENTION_DAYS", 7)
 # age) and a sign-in link; never input, output or cause.
 SFNUI_PUBLIC_PREVIEWS = env_bool("SFNUI_PUBLIC_PREVIEWS", False)
 # Previews one client address may get a minute without signing in (a chat
-# tool fetches one per link posted); beyond, a 429 (executions/ratelimit.py).
+# tool fetches one per link posted); beyond, a 429 (executions/web/ratelimit.py).
 SFNUI_PREVIEW_LIMIT = env_int("SFNUI_PREVIEW_LIMIT", 30)
 # Executions the cache lacks that one person may have looked up in AWS a
 # minute (each a DescribeExecution, paid from the sync's budget); beyond, a 429.
@@ -520,8 +520,8 @@ AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("SFNUI_LOGIN_COOLOFF_MINUTES"
 # whole team out from one address, nor one person out from everywhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "executions.lockout.locked_out"
-AXES_CLIENT_IP_CALLABLE = "executions.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "executions.web.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "executions.web.lockout.client_ip"
 # Logged sign-ins (axes' AccessLog) are not kept: failures are enough.
 AXES_DISABLE_ACCESS_LOG = True
 
@@ -554,7 +554,7 @@ if SFNUI_OIDC_ENABLED:
     OIDC_USE_PKCE = True
     OIDC_TIMEOUT = env_float("SFNUI_OIDC_TIMEOUT", 10.0)
     OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    AUTHENTICATION_BACKENDS.append("executions.oidc.SingleSignOnBackend")
+    AUTHENTICATION_BACKENDS.append("executions.web.oidc.SingleSignOnBackend")
 
 # --- Celery ------------------------------------------------------------------
 

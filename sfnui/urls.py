@@ -28,7 +28,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
 
 if settings.SFNUI_OIDC_ENABLED:
     # Single sign-on: only routed when configured (SFNUI_OIDC_ISSUER).
-    from executions import oidc
+    from executions.web import oidc
 
     urlpatterns += [
         path("oidc/authenticate/", oidc.sign_in, name="oidc_authentication_init"),

@@ -33,8 +33,9 @@ def barrier(folder: Path, name: str, me: str, other: str) -> None:
 
 
 def race(folder: Path, me: str, other: str) -> dict[str, Any]:
-    from executions import aws, sync
+    from executions import aws
     from executions.models import Execution, StateMachine
+    from executions.sync import flows
 
     real_history = aws.execution_history
     pages = 0
@@ -50,15 +51,15 @@ def race(folder: Path, me: str, other: str) -> dict[str, Any]:
     aws.execution_history = in_step  # type: ignore[assignment]
     region = "us-east-1"
     barrier(folder, "discover", me, other)
-    total = sync.discover_state_machines(region)
+    total = flows.discover_state_machines(region)
     barrier(folder, "list", me, other)
     for sm in StateMachine.objects.order_by("arn"):
-        total.merge(sync.list_state_machine(sm))
+        total.merge(flows.list_state_machine(sm))
     barrier(folder, "sync", me, other)
     # What each read before the other wrote anything: both fetch everything.
     for ex in list(Execution.objects.order_by("arn")):
-        with sync.recording("executions", region) as stats:
-            sync.sync_execution(ex, stats)
+        with flows.recording("executions", region) as stats:
+            flows.sync_execution(ex, stats)
         total.merge(stats)
     if total.errors:
         raise RuntimeError(f"the sync failed: {total.errors}")

@@ -18,8 +18,8 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 
-from executions import sync
 from executions.models import Execution, StopRequest
+from executions.sync import flows
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT
 from tests.urlmap import Endpoint, endpoints
@@ -47,10 +47,10 @@ def _path(endpoint: Endpoint, arns: dict[str, str]) -> str:
 
 
 def _previewable(endpoint: Endpoint) -> bool:
-    """Pages that chat tools may unfurl (executions/views/previews.py): they
+    """Pages that chat tools may unfurl (executions/web/previews.py): they
     do their own check, and redirect like any page unless SFNUI_PUBLIC_PREVIEWS."""
     code = getattr(endpoint.callback, "__code__", None)
-    return code is not None and code.co_filename.endswith("views/previews.py")
+    return code is not None and code.co_filename.endswith("web/previews.py")
 
 
 def test_the_views_that_skip_the_sign_in_check_are_exactly_the_ones_meant_to() -> None:
@@ -144,7 +144,7 @@ def _calls(fake_aws: Any) -> int:
 
 @pytest.fixture
 def runaway(make_state_machine: Callable[..., str], start: Callable[..., str]) -> Execution:
-    return sync.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
+    return flows.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
 
 
 def _csrf_token(client: Client, url: str) -> str:

@@ -14,8 +14,9 @@ import time_machine
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from executions import aws, budget, sync
+from executions import aws, budget
 from executions.models import Execution, StateMachine, SyncRun
+from executions.sync import flows
 from sfnui.settings import env_accounts
 from tests.helpers import PASS, wait_until_finished
 
@@ -161,16 +162,16 @@ def test_each_account_and_region_is_discovered_listed_and_synced_with_its_identi
     wait_until_finished(other, [other_run])
 
     for t, region in aws.scheduled():
-        assert not sync.discover_state_machines(region, t.key).errors
+        assert not flows.discover_state_machines(region, t.key).errors
     machines = {sm.arn: (sm.account, sm.region) for sm in StateMachine.objects.all()}
     assert machines == {home_sm: (HOME, "us-east-1"), other_sm: (OTHER, "eu-west-1")}
     for sm in StateMachine.objects.all():
-        assert not sync.list_state_machine(sm).errors
+        assert not flows.list_state_machine(sm).errors
     due = list(
         Execution.objects.values_list("pk", "state_machine__account", "state_machine__region")
     )
     for pk, account, region in due:
-        assert not sync.sync_executions([pk], region, aws.key_for(account, region)).errors
+        assert not flows.sync_executions([pk], region, aws.key_for(account, region)).errors
 
     ex = Execution.objects.get(arn=other_run)
     assert (ex.status, ex.history_complete) == ("SUCCEEDED", True)
@@ -193,7 +194,7 @@ def test_a_pasted_arn_of_the_other_account_is_looked_up_with_its_role(two_accoun
         "executionArn"
     ]
     wait_until_finished(other, [run])
-    ex = sync.import_execution(run)
+    ex = flows.import_execution(run)
     assert (ex.status, ex.state_machine.account) == ("SUCCEEDED", OTHER)
     assert SyncRun.objects.get(kind="lookup").account == OTHER
 

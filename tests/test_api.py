@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from executions import sync, tasks
+from executions import tasks
 from executions.models import Execution
+from executions.sync import flows
 from tests.factories import execution_row, state_machine_row
 from tests.helpers import LONG_WAIT
 
@@ -358,7 +359,7 @@ def test_a_running_execution_from_aws(
     viewer_client: Any, make_state_machine: Callable[..., str], start: Callable[..., str]
 ) -> None:
     arn = start(make_state_machine("nightly", LONG_WAIT), "n-1")
-    sync.import_execution(arn)
+    flows.import_execution(arn)
     body = viewer_client.get(detail_url(arn)).json()
     assert body["status"] == "RUNNING"
     assert body["stop_date"] is None

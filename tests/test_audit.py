@@ -218,12 +218,12 @@ def test_every_attempt_made_through_the_page_is_listed_with_the_typed_reason(
     """Stopped, refused and failed attempts, made through the stop page, are
     all StopRequest rows that whoever may read the audit sees on /audit/; the
     reason typed is what AWS keeps in the execution's own history."""
-    from executions import sync
+    from executions.sync import flows
     from tests.helpers import LONG_WAIT
 
     machine = make_state_machine("nightly-etl", LONG_WAIT)
-    first = sync.import_execution(start(machine, "etl-1"))
-    second = sync.import_execution(start(machine, "etl-2"))
+    first = flows.import_execution(start(machine, "etl-1"))
+    second = flows.import_execution(start(machine, "etl-2"))
 
     def stop(ex: Execution, error: str, cause: str) -> None:
         response = operator_client.post(

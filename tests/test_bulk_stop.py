@@ -18,9 +18,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from executions import bulk, tasks
+from executions import tasks
+from executions.actions import bulk
 from executions.models import BulkStop, BulkStopItem, Execution, StopRequest
-from executions.queries import Filters
+from executions.reads.queries import Filters
 from sfnui.celery import app as celery_app
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished

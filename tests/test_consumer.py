@@ -1,4 +1,4 @@
-"""executions/consumer.py and `manage.py setup_events` / `consume_events`: events
+"""executions/sync/consumer.py and `manage.py setup_events` / `consume_events`: events
 from SQS applied once each, deleted only after their change is committed, the
 unreadable kept aside, nothing lost when the consumer is killed."""
 
@@ -20,8 +20,9 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError
 
-from executions import aws, consumer, events
+from executions import aws
 from executions.models import EventCount, EventQueue, Execution, UnreadableEvent
+from executions.sync import consumer, status_changes
 from tests.helpers import wait_for
 from tests.test_events import ARN, event
 from tests.workers import Processes
@@ -152,7 +153,7 @@ def test_a_message_whose_change_cannot_be_stored_comes_back_then_is_kept_aside(
     def broken(change: Any, now: Any = None) -> Any:
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(events, "apply", broken)
+    monkeypatch.setattr(status_changes, "apply", broken)
     send(sqs, queue_url, event("RUNNING"))
     c = consumer.Consumer(queue_url)
     outcomes: list[consumer.Batch] = []
@@ -381,7 +382,7 @@ SIGNAL_ON_A_QUEUE_THREAD = """
 import os, signal, sys, threading, time
 import django
 django.setup()
-from executions import consumer
+from executions.sync import consumer
 
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

@@ -420,7 +420,7 @@ def test_an_unexpected_error_is_a_plain_500_page(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"could not connect to {secret} with {settings.SECRET_KEY}")
 
-    monkeypatch.setattr("executions.queries.page", explode)
+    monkeypatch.setattr("executions.reads.queries.page", explode)
     viewer_client.raise_request_exception = False
     response = viewer_client.get(reverse("execution_list"))
     assert response.status_code == 500

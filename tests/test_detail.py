@@ -14,9 +14,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from executions import status, tasks
+from executions import tasks
 from executions.models import Execution, HistoryEvent, StopRequest, SyncRun
-from executions.payloads import pretty_json
+from executions.sync import freshness
+from executions.text.payloads import pretty_json
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import FAIL, LONG_WAIT, PAYMENT, wait_until_finished
 
@@ -595,7 +596,7 @@ def test_the_query_count_does_not_grow_with_the_history(
     # the watchers, and the sync bar's two (none with Redis).
     bar = 0 if settings.REDIS_URL else 2
     # The bar's answer, shared for a moment (Redis): long enough for this test.
-    monkeypatch.setattr(status, "SHARED_TTL", 600.0)
+    monkeypatch.setattr(freshness, "SHARED_TTL", 600.0)
     viewer_client.get("/executions/?status=SUCCEEDED")
     with django_assert_max_num_queries(9 + bar):
         body = page(viewer_client, ex)

@@ -1,4 +1,4 @@
-"""executions/events.py: a status-change event applied to the cache, idempotently,
+"""executions/sync/status_changes.py: a status-change event applied to the cache, idempotently,
 never backwards, whatever order and however often it arrives."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from executions import events
 from executions.models import Execution, StateMachine, Watch, WatchNotification
+from executions.sync import status_changes
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -65,8 +65,8 @@ def event(status: str = "RUNNING", arn: str = ARN, **detail: Any) -> str:
     )
 
 
-def apply(body: str) -> events.Outcome:
-    return events.apply(events.parse(body))
+def apply(body: str) -> status_changes.Outcome:
+    return status_changes.apply(status_changes.parse(body))
 
 
 def row() -> Execution:
@@ -77,7 +77,7 @@ def row() -> Execution:
 
 
 def test_it_reads_every_field_of_aws_documented_event() -> None:
-    change = events.parse(event("SUCCEEDED"))
+    change = status_changes.parse(event("SUCCEEDED"))
     assert change.arn == ARN
     assert change.state_machine_arn == SM
     assert change.status == "SUCCEEDED"
@@ -109,12 +109,12 @@ def test_it_reads_every_field_of_aws_documented_event() -> None:
     ],
 )
 def test_what_is_not_a_status_change_says_why(body: str, says: str) -> None:
-    with pytest.raises(events.Unreadable, match=says):
-        events.parse(body)
+    with pytest.raises(status_changes.Unreadable, match=says):
+        status_changes.parse(body)
 
 
 def test_a_payload_left_out_for_size_is_not_taken_for_none() -> None:
-    change = events.parse(
+    change = status_changes.parse(
         event("SUCCEEDED", input=None, inputDetails={"included": False}, output=None)
     )
     assert not change.input_included
@@ -126,7 +126,7 @@ def test_a_payload_left_out_for_size_is_not_taken_for_none() -> None:
 
 def test_a_new_execution_is_cached_with_what_the_event_says_and_its_history_made_due() -> None:
     with time_machine.travel(T0 + dt.timedelta(seconds=1), tick=False):
-        assert apply(event("RUNNING")) is events.Outcome.APPLIED
+        assert apply(event("RUNNING")) is status_changes.Outcome.APPLIED
     ex = row()
     assert (ex.status, ex.name, ex.start_date, ex.input) == (
         "RUNNING",
@@ -145,7 +145,7 @@ def test_a_new_execution_is_cached_with_what_the_event_says_and_its_history_made
 
 def test_an_end_is_applied_with_its_output_error_and_cause() -> None:
     apply(event("RUNNING"))
-    assert apply(event("FAILED")) is events.Outcome.APPLIED
+    assert apply(event("FAILED")) is status_changes.Outcome.APPLIED
     ex = row()
     assert (ex.status, ex.error, ex.cause, ex.output) == (
         "FAILED",
@@ -161,13 +161,13 @@ def test_an_end_is_applied_with_its_output_error_and_cause() -> None:
 def test_a_duplicate_changes_nothing() -> None:
     apply(event("SUCCEEDED"))
     before = Execution.objects.values().get(arn=ARN)
-    assert apply(event("SUCCEEDED")) is events.Outcome.DUPLICATE
+    assert apply(event("SUCCEEDED")) is status_changes.Outcome.DUPLICATE
     assert Execution.objects.values().get(arn=ARN) == before
 
 
 def test_a_running_event_after_the_end_is_stale_and_changes_nothing() -> None:
     apply(event("SUCCEEDED"))
-    assert apply(event("RUNNING")) is events.Outcome.STALE
+    assert apply(event("RUNNING")) is status_changes.Outcome.STALE
     assert row().status == "SUCCEEDED"
     assert row().output == '{"ok": true}'
 
@@ -175,14 +175,20 @@ def test_a_running_event_after_the_end_is_stale_and_changes_nothing() -> None:
 def test_a_redrive_reopens_and_a_late_event_of_the_attempt_before_is_stale() -> None:
     apply(event("FAILED"))
     redriven = ms(T0 + dt.timedelta(minutes=5))
-    assert apply(event("RUNNING", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
+    assert (
+        apply(event("RUNNING", redriveCount=1, redriveDate=redriven))
+        is status_changes.Outcome.APPLIED
+    )
     ex = row()
     assert (ex.status, ex.redrive_count, ex.stop_date) == ("RUNNING", 1, None)
     assert ex.redrive_date == T0 + dt.timedelta(minutes=5)
     # The first attempt's end, delivered again late: older than the redrive.
-    assert apply(event("FAILED")) is events.Outcome.STALE
+    assert apply(event("FAILED")) is status_changes.Outcome.STALE
     assert row().status == "RUNNING"
-    assert apply(event("SUCCEEDED", redriveCount=1, redriveDate=redriven)) is events.Outcome.APPLIED
+    assert (
+        apply(event("SUCCEEDED", redriveCount=1, redriveDate=redriven))
+        is status_changes.Outcome.APPLIED
+    )
     assert (row().status, row().redrive_count, row().output) == ("SUCCEEDED", 1, '{"ok": true}')
 
 
@@ -204,7 +210,7 @@ def test_any_order_and_any_repetition_ends_where_aws_ended(seed: int) -> None:
     assert (row().status, row().redrive_count) == ("SUCCEEDED", 1)
     assert Execution.objects.count() == 1
     # The final state was applied exactly once, whatever came around it.
-    assert outcomes.count(events.Outcome.APPLIED) <= len(life)
+    assert outcomes.count(status_changes.Outcome.APPLIED) <= len(life)
 
 
 def test_an_event_fills_the_input_a_listing_did_not_have() -> None:
@@ -212,7 +218,7 @@ def test_an_event_fills_the_input_a_listing_did_not_have() -> None:
     factories.execution_row(
         sm, name="ord-1", status="RUNNING", started=T0, input=None, needs_describe=True
     )
-    assert apply(event("RUNNING")) is events.Outcome.DUPLICATE
+    assert apply(event("RUNNING")) is status_changes.Outcome.DUPLICATE
     assert row().input == '{"order": "ord-1"}'
 
 
@@ -222,7 +228,7 @@ def test_an_end_known_from_a_listing_keeps_its_describe_flag_until_the_event_say
         sm, name="ord-1", status="RUNNING", started=T0, output=None, history_complete=False
     )
     big = event("SUCCEEDED", output=None, outputDetails={"included": False})
-    assert apply(big) is events.Outcome.APPLIED
+    assert apply(big) is status_changes.Outcome.APPLIED
     ex = row()
     assert ex.status == "SUCCEEDED"
     # The output was too large for EventBridge: DescribeExecution will bring it.
@@ -239,14 +245,14 @@ def test_an_event_of_an_account_nobody_reads_is_ignored(settings: Any) -> None:
             "name": "",
         }
     ]
-    assert apply(event("RUNNING")) is events.Outcome.IGNORED
+    assert apply(event("RUNNING")) is status_changes.Outcome.IGNORED
     assert not Execution.objects.exists()
     assert not StateMachine.objects.exists()
 
 
 def test_an_event_of_a_region_nobody_reads_is_ignored(settings: Any) -> None:
     settings.SFNUI_REGIONS = ["eu-west-1"]
-    assert apply(event("RUNNING")) is events.Outcome.IGNORED
+    assert apply(event("RUNNING")) is status_changes.Outcome.IGNORED
     assert not Execution.objects.exists()
 
 
@@ -257,7 +263,7 @@ def test_an_end_tells_whoever_watches(
     apply(event("RUNNING"))
     Watch.objects.create(execution=row(), user=user, username=user.username)
     notified: list[int] = []
-    from executions import watch
+    from executions.actions import watch
 
     monkeypatch.setattr(watch, "_enqueue_notify", notified.append)
     with django_capture_on_commit_callbacks(execute=True):
@@ -284,5 +290,5 @@ def test_a_change_made_meanwhile_by_the_sync_is_compared_again(
         return real_filter(*args, **kwargs)
 
     monkeypatch.setattr(Execution.objects, "filter", racing_filter)
-    assert apply(event("SUCCEEDED")) is events.Outcome.DUPLICATE
+    assert apply(event("SUCCEEDED")) is status_changes.Outcome.DUPLICATE
     assert raced

@@ -21,8 +21,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import sync
 from executions.models import Execution, StateMachine, StopRequest, SyncRun
+from executions.sync import flows
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 
 pytestmark = pytest.mark.django_db
@@ -77,11 +77,11 @@ def cached(
 def sync_cycle() -> list[float]:
     """One cycle of what the worker does, task by task (the due executions in
     one batch), timed per task."""
-    timings = [timed(lambda: sync.discover_state_machines("us-east-1"))[1]]
+    timings = [timed(lambda: flows.discover_state_machines("us-east-1"))[1]]
     for sm in StateMachine.objects.order_by("pk"):
-        timings.append(timed(lambda sm=sm: sync.list_state_machine(sm))[1])
+        timings.append(timed(lambda sm=sm: flows.list_state_machine(sm))[1])
     due = list(Execution.objects.filter(sync_due_at__isnull=False).values_list("pk", flat=True))
-    timings.append(timed(lambda: sync.sync_executions(due, "us-east-1"))[1])
+    timings.append(timed(lambda: flows.sync_executions(due, "us-east-1"))[1])
     return timings
 
 

@@ -20,7 +20,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
 from django.utils import timezone
 
-from executions import busy
+from executions.database import busy
 from executions.models import Execution
 from tests import factories
 

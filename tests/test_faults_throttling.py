@@ -23,8 +23,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from executions import aws, status
+from executions import aws
 from executions.models import Execution, SyncRun
+from executions.sync import freshness
 from tests.helpers import (
     LONG_WAIT,
     assert_cache_equals_aws,
@@ -99,7 +100,9 @@ def test_a_throttling_storm_slows_the_sync_loses_nothing_and_pages_keep_serving(
             assert response.status_code == 200, (url, response.content[:500])
             # With Redis every process shares the bar's answer for SHARED_TTL
             # seconds: from then on it must say so.
-            settled = throttled_since is not None and started - throttled_since > status.SHARED_TTL
+            settled = (
+                throttled_since is not None and started - throttled_since > freshness.SHARED_TTL
+            )
             if settled and not url.startswith("/api/"):
                 html = response.content.decode()
                 bar = html[html.index('id="sync-bar"') :][:1000]

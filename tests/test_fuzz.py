@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from executions.converters import ExecutionArnConverter, StateMachineArnConverter
 from executions.models import StopRequest
+from executions.web.converters import ExecutionArnConverter, StateMachineArnConverter
 from tests.factories import events, execution_row, state_machine_row
 from tests.urlmap import TOKEN, Endpoint, endpoints
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from executions import history, sync
+from executions import history
 from executions.models import Execution, HistoryEvent
+from executions.sync import flows
 from executions.views.history import PAGE_SIZE
 from tests.factories import events, execution_row
 from tests.helpers import ORDER_PIPELINE, PAYMENT, wait_until_finished
@@ -36,7 +37,7 @@ def _synced(
 ) -> Execution:
     arn = start(make_state_machine(name, definition), f"{name}-1", payload or {})
     wait_until_finished(sfn, [arn])
-    return sync.import_execution(arn)
+    return flows.import_execution(arn)
 
 
 def _numbered(ex: Execution, n: int) -> None:

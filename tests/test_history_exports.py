@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from executions import history, sync
+from executions import history
 from executions.models import Execution
+from executions.sync import flows
 from tests.factories import events, execution_row
 from tests.helpers import FAIL, ORDER_PIPELINE, wait_until_finished
 from tests.history_data import big_history, every_type
@@ -77,7 +78,7 @@ def _run(
 ) -> tuple[Execution, list[dict[str, Any]]]:
     arn = start(make_state_machine(name, definition), f"{name}-1", payload or {})
     wait_until_finished(sfn, [arn])
-    return sync.import_execution(arn), _aws_events(sfn, arn)
+    return flows.import_execution(arn), _aws_events(sfn, arn)
 
 
 # --- history.txt -------------------------------------------------------------------------

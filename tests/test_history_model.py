@@ -10,10 +10,11 @@ from typing import Any
 import botocore.session
 import pytest
 
-from executions import history, sync
+from executions import history
 from executions.history import drawing as drawing_mod
 from executions.history.events import describe, one_line, pretty, summary_text
 from executions.history.timeline import Ev, Lane, Span
+from executions.sync import flows
 from tests.helpers import ORDER_PIPELINE, PAYMENT, wait_until_finished
 from tests.history_data import plausible_details
 
@@ -202,7 +203,7 @@ def test_a_map_nests_its_iterations_and_a_parallel_its_branches(
 ) -> None:
     arn = start(make_state_machine("orders", ORDER_PIPELINE), "o-1", {"items": [1, 2, 3]})
     wait_until_finished(sfn, [arn])
-    ex = sync.import_execution(arn)
+    ex = flows.import_execution(arn)
     _, tl = history.timeline_of(ex, ex.stop_date or T0)
 
     assert [s.name for s in tl.root.spans] == [
@@ -245,7 +246,7 @@ def test_a_retried_task_shows_both_failed_attempts(
 ) -> None:
     arn = start(make_state_machine("payments", PAYMENT), "p-1")
     wait_until_finished(sfn, [arn])
-    ex = sync.import_execution(arn)
+    ex = flows.import_execution(arn)
     _, tl = history.timeline_of(ex, ex.stop_date or T0)
 
     charge = _span(tl.root, "Charge")

@@ -1,4 +1,4 @@
-"""Copy for incident: executions/incident.py's Markdown summary, and the
+"""Copy for incident: executions/text/incident.py's Markdown summary, and the
 button and selectable text on the detail and history pages."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import time_machine
 
-from executions import incident, progress, stuck, sync
+from executions.history import progress, stuck
 from executions.models import Execution, StopRequest
+from executions.sync import flows
+from executions.text import incident
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, PAYMENT, wait_until_finished
 
@@ -312,7 +314,7 @@ def test_a_real_failure_synced_from_aws(
     settings.SFNUI_BASE_URL = BASE
     arn = start(make_state_machine("payments", PAYMENT), "pay-1")
     wait_until_finished(sfn, [arn])
-    sync.import_execution(arn)
+    flows.import_execution(arn)
     ex = Execution.objects.get(arn=arn)
     text = textarea(viewer_client.get(f"/executions/{arn}/").content.decode())
     failure = progress.failure_point(ex)
@@ -330,7 +332,7 @@ def test_a_stop_from_the_dashboard_is_in_the_summary(
     viewer_client: Any, make_state_machine: Callable[..., str], start: Callable[..., str]
 ) -> None:
     arn = start(make_state_machine("nightly", LONG_WAIT), "n-1")
-    ex = sync.import_execution(arn)
+    ex = flows.import_execution(arn)
     Execution.objects.filter(pk=ex.pk).update(status="ABORTED", stop_date=ex.start_date)
     StopRequest.objects.create(execution=ex, username="oncall", outcome="STOPPED")
     text = textarea(viewer_client.get(f"/executions/{arn}/").content.decode())

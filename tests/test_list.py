@@ -14,8 +14,9 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from executions import queries, status
 from executions.models import Execution, StateMachine
+from executions.reads import queries
+from executions.sync import freshness
 from tests.factories import execution_row, state_machine_row
 
 pytestmark = pytest.mark.django_db
@@ -521,7 +522,7 @@ def test_the_query_count_does_not_grow_with_the_rows(
     # with Redis, which shares the bar's answer between requests).
     bar = 0 if settings.REDIS_URL else 2
     # The bar's answer, shared for a moment (Redis): long enough for this test.
-    monkeypatch.setattr(status, "SHARED_TTL", 600.0)
+    monkeypatch.setattr(freshness, "SHARED_TTL", 600.0)
     viewer_client.get("/executions/?status=SUCCEEDED")
     with django_assert_max_num_queries(6 + bar):
         response = viewer_client.get(URL, params)

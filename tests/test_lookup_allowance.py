@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from executions import aws, ratelimit
+from executions import aws
 from executions.models import ApiBucket
+from executions.web import ratelimit
 from tests.factories import execution_row
 
 pytestmark = pytest.mark.django_db

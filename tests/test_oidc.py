@@ -17,7 +17,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import clear_url_caches, reverse
 
-from executions import oidc
+from executions.web import oidc
 from tests.factories import execution_row
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeProvider
 
@@ -59,7 +59,7 @@ def sso(settings: Any, provider: FakeProvider) -> Iterator[FakeProvider]:
     settings.OIDC_USE_PKCE = True
     settings.OIDC_TIMEOUT = 5.0
     settings.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    settings.AUTHENTICATION_BACKENDS = [*BACKENDS, "executions.oidc.SingleSignOnBackend"]
+    settings.AUTHENTICATION_BACKENDS = [*BACKENDS, "executions.web.oidc.SingleSignOnBackend"]
     provider.next_claims = {}
     provider.id_token_overrides = {}
     provider.sign_with_rogue_key = provider.deny = False
@@ -110,7 +110,7 @@ def can_stop(username: str) -> bool:
 
 def test_it_is_off_by_default(client: Client, settings: Any) -> None:
     assert settings.SFNUI_OIDC_ENABLED is False
-    assert "executions.oidc.SingleSignOnBackend" not in settings.AUTHENTICATION_BACKENDS
+    assert "executions.web.oidc.SingleSignOnBackend" not in settings.AUTHENTICATION_BACKENDS
     for path in ("/oidc/authenticate/", "/oidc/callback/?code=x&state=y"):
         assert client.get(path).status_code in (302, 404)  # signed out: to the login
     client.force_login(get_user_model().objects.create_user("viewer", password="viewer-pass-1"))

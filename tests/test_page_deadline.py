@@ -19,8 +19,10 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from executions import aws, stopping, sync
+from executions import aws
+from executions.actions import stop
 from executions.models import Execution, StopRequest
+from executions.sync import flows
 from tests.aws_faults import Withholding, silent
 from tests.helpers import LONG_WAIT
 
@@ -64,7 +66,7 @@ def test_an_unknown_arn_against_a_hanging_aws_is_a_504_within_the_deadline(
 
 @pytest.fixture
 def runaway(make_state_machine: Callable[..., str], start: Callable[..., str]) -> Execution:
-    return sync.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
+    return flows.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
 
 
 def post_stop(client: Client, ex: Execution) -> Any:
@@ -145,7 +147,7 @@ def gunicorn_timeouts() -> dict[str, float]:
 def test_gunicorn_outlasts_the_page_deadline_and_a_duplicate_stops_wait() -> None:
     timeouts = gunicorn_timeouts()
     assert set(timeouts) == {"Dockerfile", "compose web"}
-    longest_page = max(django_settings.SFNUI_AWS_PAGE_DEADLINE, stopping.duplicate_wait())
+    longest_page = max(django_settings.SFNUI_AWS_PAGE_DEADLINE, stop.duplicate_wait())
     for where, seconds in timeouts.items():
         # A margin for the database work around the AWS calls.
         assert seconds >= 2 * longest_page, (where, seconds, longest_page)

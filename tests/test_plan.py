@@ -13,8 +13,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from executions import aws, plan, schedule, sync
+from executions import aws
 from executions.models import EventQueue, Execution, StateMachine, SyncRun
+from executions.sync import flows, plan, schedule
 from tests import factories
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 
@@ -141,9 +142,9 @@ def test_a_listing_schedules_the_next_one_by_activity(
     active = make_state_machine("active", LONG_WAIT)
     make_state_machine("quiet", PASS)
     start(active, "active-1")
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     for sm in StateMachine.objects.all():
-        sync.list_state_machine(sm)
+        flows.list_state_machine(sm)
     active_sm = StateMachine.objects.get(name="active")
     quiet_sm = StateMachine.objects.get(name="quiet")
     assert active_sm.busy_until is not None
@@ -175,22 +176,22 @@ def test_ends_come_from_the_closed_listing_without_describe(
     sfn: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sync, "LISTING_MARGIN", dt.timedelta(0))
+    monkeypatch.setattr(flows, "LISTING_MARGIN", dt.timedelta(0))
     sm_arn = make_state_machine("nightly", LONG_WAIT)
     arns = [start(sm_arn, f"nightly-{i}") for i in range(5)]
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     sm = StateMachine.objects.get()
-    sync.list_state_machine(sm)
+    flows.list_state_machine(sm)
     # The two oldest end: the newest-first listing does not reach them.
     for arn in arns[:2]:
         sfn.stop_execution(executionArn=arn, error="Manual", cause="runaway")
     wait_until_finished(sfn, arns[:2])
     statuses = _one_a_page(monkeypatch)
     # Pages of one: let the closed listing read as many as 1,000-item pages hold.
-    monkeypatch.setattr(sync, "CLOSED_MAX_PAGES", 10)
+    monkeypatch.setattr(flows, "CLOSED_MAX_PAGES", 10)
     sm.refresh_from_db()
     with aws.count_calls() as calls:
-        stats = sync.list_state_machine(sm)
+        stats = flows.list_state_machine(sm)
     assert stats.ends_listed == 2
     assert statuses == [None, "RUNNING", None]
     assert calls["DescribeExecution"] == 0
@@ -213,18 +214,18 @@ def test_with_many_newer_executions_each_closed_status_is_listed_on_its_own(
     sfn: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sync, "LISTING_MARGIN", dt.timedelta(0))
-    monkeypatch.setattr(sync, "CLOSED_SCAN_ALL", 2)
+    monkeypatch.setattr(flows, "LISTING_MARGIN", dt.timedelta(0))
+    monkeypatch.setattr(flows, "CLOSED_SCAN_ALL", 2)
     sm_arn = make_state_machine("nightly", LONG_WAIT)
     arns = [start(sm_arn, f"nightly-{i}") for i in range(4)]
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     sm = StateMachine.objects.get()
-    sync.list_state_machine(sm)
+    flows.list_state_machine(sm)
     sfn.stop_execution(executionArn=arns[0])
     wait_until_finished(sfn, arns[:1])
     statuses = _one_a_page(monkeypatch)
     sm.refresh_from_db()
-    stats = sync.list_state_machine(sm)
+    stats = flows.list_state_machine(sm)
     assert stats.ends_listed == 1
     # New ones, the running set, then the closed statuses until it was found.
     assert statuses == [None, "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
@@ -243,17 +244,17 @@ def test_reconciliation_counts_what_the_events_missed(
     EventQueue.objects.create(url=url, heartbeat_at=timezone.now())
     arn = start(make_state_machine("hello", PASS), "hello-1")
     wait_until_finished(sfn, [arn])
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     sm = StateMachine.objects.get()
     # Found within the grace: the events may still be on their way.
-    assert sync.list_state_machine(sm).missed_events == 0
+    assert flows.list_state_machine(sm).missed_events == 0
     Execution.objects.all().delete()
     StateMachine.objects.filter(pk=sm.pk).update(list_watermark=None)
     sm.refresh_from_db()
-    later = timezone.now() + sync.EVENTS_GRACE + dt.timedelta(seconds=5)
+    later = timezone.now() + flows.EVENTS_GRACE + dt.timedelta(seconds=5)
     with time_machine.travel(later):
         EventQueue.objects.filter(url=url).update(heartbeat_at=timezone.now())
-        stats = sync.list_state_machine(sm)
+        stats = flows.list_state_machine(sm)
     assert stats.missed_events == 1
     run = SyncRun.objects.filter(kind="list").order_by("-started_at").first()
     assert run is not None

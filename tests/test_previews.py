@@ -16,8 +16,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from executions import sync
 from executions.models import Execution, StateMachine, SyncRun
+from executions.sync import flows
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, PAYMENT, wait_until_finished
 
@@ -315,7 +315,7 @@ def test_the_tags_of_a_real_execution_synced_from_aws(
 ) -> None:
     arn = start(make_state_machine("payments", PAYMENT), "pay-1", {"cardholder_pan": SECRET_INPUT})
     wait_until_finished(sfn, [arn])
-    sync.import_execution(arn)
+    flows.import_execution(arn)
     body = client.get(url(arn)).content.decode()
     page = Page(body)
     assert page.meta["og:title"].startswith("FAILED · payments · pay-1 · ")

@@ -5,15 +5,16 @@ from typing import Any
 
 import pytest
 
-from executions import progress, sync
+from executions.history import progress
 from executions.models import Execution
+from executions.sync import flows
 from tests.helpers import FAIL, LONG_WAIT, ORDER_PIPELINE, PAYMENT, wait_until_finished
 
 pytestmark = pytest.mark.django_db
 
 
 def _synced(arn: str) -> Execution:
-    return sync.import_execution(arn)
+    return flows.import_execution(arn)
 
 
 def test_a_running_execution_is_in_its_wait_state(

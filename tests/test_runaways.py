@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import runaways
 from executions.models import Execution, StateMachine
+from executions.reads import runaways
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 

@@ -12,9 +12,10 @@ from django.core.cache import cache
 from django.db import OperationalError
 from django.utils import timezone
 
-from executions import schedule, tasks
-from executions.locks import held
+from executions import tasks
 from executions.models import Execution, StateMachine
+from executions.sync import schedule
+from executions.sync.locks import held
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -203,9 +204,9 @@ def test_a_listing_hands_what_it_flagged_to_a_worker_at_once(
     sm_arn = make_state_machine("hello", PASS)
     arns = [start(sm_arn, f"hello-{i}") for i in range(3)]
     wait_until_finished(sfn, arns)
-    from executions import sync
+    from executions.sync import flows
 
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     sent: list[tuple[Any, ...]] = []
     monkeypatch.setattr(tasks.sync_executions, "delay", lambda *a: sent.append(a))
     tasks.list_state_machine(StateMachine.objects.get(arn=sm_arn).pk)

@@ -16,8 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import activity, plan
 from executions.models import Execution, StateMachine
+from executions.reads import activity
+from executions.sync import plan
 from tests.factories import execution_row, state_machine_row
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import status
 from executions.models import EventQueue, SyncRun
+from executions.sync import freshness
 from tests.factories import execution_row
 
 pytestmark = pytest.mark.django_db
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _fresh_services() -> Iterator[None]:
-    status.forget_services()
+    freshness.forget_services()
     yield
-    status.forget_services()
+    freshness.forget_services()
 
 
 def closed_port() -> int:
@@ -64,28 +64,28 @@ def test_a_redis_that_is_down_is_named_quickly_and_checked_once_per_interval(
 ) -> None:
     redis_down(settings)
     started = time.monotonic()
-    found = status.services()
-    assert time.monotonic() - started < status.SERVICES_TIMEOUT + 1
+    found = freshness.services()
+    assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + 1
     assert found.down == ("broker", "shared cache")
     assert found.names == "broker and shared cache"
     assert "Connection refused" in found.error
     assert found.since is not None
 
     checks = []
-    monkeypatch.setattr(status, "_check_services", lambda: checks.append(1) or ([], ""))
-    assert status.services() == found  # reused within SERVICES_TTL
+    monkeypatch.setattr(freshness, "_check_services", lambda: checks.append(1) or ([], ""))
+    assert freshness.services() == found  # reused within SERVICES_TTL
     assert checks == []
-    monkeypatch.setattr(status, "SERVICES_TTL", 0.0)
-    assert status.services().down == ()  # back up
+    monkeypatch.setattr(freshness, "SERVICES_TTL", 0.0)
+    assert freshness.services().down == ()  # back up
     assert checks == [1]
 
 
 def test_the_outage_keeps_its_start(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     redis_down(settings)
-    monkeypatch.setattr(status, "SERVICES_TTL", 0.0)
-    first = status.services()
+    monkeypatch.setattr(freshness, "SERVICES_TTL", 0.0)
+    first = freshness.services()
     assert first.since is not None
-    assert status.services().since == first.since
+    assert freshness.services().since == first.since
 
 
 def test_a_black_hole_costs_at_most_the_timeout(settings: Any) -> None:
@@ -98,8 +98,8 @@ def test_a_black_hole_costs_at_most_the_timeout(settings: Any) -> None:
             "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
         }
         started = time.monotonic()
-        assert status.services().down == ("broker", "shared cache")
-        assert time.monotonic() - started < status.SERVICES_TIMEOUT + 1
+        assert freshness.services().down == ("broker", "shared cache")
+        assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + 1
 
 
 def test_the_embedded_broker_is_fine_when_its_folder_is_writable(
@@ -110,10 +110,10 @@ def test_the_embedded_broker_is_fine_when_its_folder_is_writable(
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
     }
-    assert status.services().down == ()
-    status.forget_services()
+    assert freshness.services().down == ()
+    freshness.forget_services()
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path / "gone")}
-    assert status.services().down == ("broker",)
+    assert freshness.services().down == ("broker",)
 
 
 def test_every_page_warns_when_the_broker_and_cache_are_down(
@@ -132,7 +132,7 @@ def test_throttling_shows_until_a_minute_has_passed_without_it(viewer_client: Cl
     run(40, ok=False, throttled=True, error="throttled: slow down")
     run(5)  # a good run since: still throttling (the other runs keep meeting it)
     execution_row(status="RUNNING", needs_describe=True, sync_due_at=timezone.now())
-    current = status.current()
+    current = freshness.current()
     assert current.throttled
     assert current.backlog == 1
     assert current.behind
@@ -142,16 +142,16 @@ def test_throttling_shows_until_a_minute_has_passed_without_it(viewer_client: Cl
     assert "1 execution waiting to be read" in html
 
     SyncRun.objects.filter(throttled=True).update(
-        started_at=timezone.now() - status.THROTTLED_RECENTLY - dt.timedelta(seconds=5)
+        started_at=timezone.now() - freshness.THROTTLED_RECENTLY - dt.timedelta(seconds=5)
     )
-    assert not status.current().throttled
+    assert not freshness.current().throttled
 
 
 def test_a_run_that_made_no_call_is_not_a_sync(viewer_client: Client) -> None:
     run(60, ok=False, error="AWS unreachable in ListExecutions: refused")
     # All its executions were being synced by another worker: nothing to say about AWS.
     run(5, api_calls={})
-    current = status.current()
+    current = freshness.current()
     assert current.last_ok_at is None
     assert current.unreachable_since is not None
 
@@ -176,7 +176,7 @@ def test_with_events_off_the_bar_asks_nothing_about_them(settings: Any) -> None:
     heard(QUEUE, 3600)  # left from when they were on: not a reason to warn
     run(5)
     with CaptureQueriesContext(connection) as captured:
-        current = status.current()
+        current = freshness.current()
     assert not any("eventqueue" in q["sql"] for q in captured.captured_queries)
     assert current.events_heard == ()
     assert not current.events_stopped
@@ -188,7 +188,7 @@ def test_a_consumer_heard_from_recently_is_no_warning(settings: Any, viewer_clie
     settings.SFNUI_EVENTS_HEARTBEAT = 60
     heard(QUEUE, 10)
     run(5)
-    current = status.current()
+    current = freshness.current()
     assert not current.events_stopped
     assert not current.warning
     assert (
@@ -201,7 +201,7 @@ def test_every_page_warns_when_the_consumer_stopped(settings: Any, viewer_client
     settings.SFNUI_EVENTS_HEARTBEAT = 60
     row = heard(QUEUE, 300)
     run(5)
-    current = status.current()
+    current = freshness.current()
     assert current.events_stopped
     assert current.events_last_heard == row.heartbeat_at
     assert current.warning
@@ -217,7 +217,7 @@ def test_every_page_warns_when_the_consumer_stopped(settings: Any, viewer_client
 def test_a_consumer_that_never_started_is_a_stop_too(settings: Any) -> None:
     settings.SFNUI_EVENTS_QUEUE_URL = [QUEUE]
     run(5)
-    current = status.current()
+    current = freshness.current()
     assert current.events_heard == (None,)
     assert current.events_stopped
     assert current.events_last_heard is None
@@ -230,7 +230,7 @@ def test_one_silent_queue_of_two_is_named(settings: Any, viewer_client: Client) 
     heard(QUEUE, 5)
     heard(OTHER_QUEUE, 600)
     run(5)
-    current = status.current()
+    current = freshness.current()
     assert not current.events_stopped
     assert current.events_partly_stopped
     assert current.warning
@@ -248,7 +248,7 @@ def test_with_events_flowing_an_idle_account_is_fresh_between_reconciliations(
     settings.SFNUI_STALE_AFTER = 120
     row = heard(QUEUE, 3)
     run(250)
-    current = status.current()
+    current = freshness.current()
     assert current.last_ok_at == row.heartbeat_at
     assert not current.stale
     assert not current.warning
@@ -259,6 +259,6 @@ def test_with_events_flowing_a_failing_sync_still_warns(settings: Any) -> None:
     heard(QUEUE, 3)
     run(250)
     run(100, ok=False, error="AWS error in GetExecutionHistory: AccessDenied")
-    current = status.current()
+    current = freshness.current()
     assert current.failing
     assert "AccessDenied" in current.last_error

@@ -11,8 +11,8 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from executions import sync
 from executions.models import Execution, StopRequest
+from executions.sync import flows
 from tests.factories import events, execution_row, state_machine_row
 from tests.helpers import LONG_WAIT
 
@@ -49,7 +49,7 @@ def messages_of(response: Any) -> list[str]:
 
 @pytest.fixture
 def runaway(make_state_machine: Callable[..., str], start: Callable[..., str]) -> Execution:
-    return sync.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
+    return flows.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
 
 
 def test_an_operator_sees_what_will_be_stopped_and_stops_it(
@@ -342,7 +342,7 @@ def test_every_submission_of_one_form_sends_at_most_one_stop(
     )
     @given(submissions)
     def run(sequence: list[tuple[str, str]]) -> None:
-        ex = sync.import_execution(start(machine, f"etl-{next(runs)}"))
+        ex = flows.import_execution(start(machine, f"etl-{next(runs)}"))
         before = calls(fake_aws)
         fresh = {t: str(uuid.uuid4()) for t in tokens}  # tokens are global: one set per run
         valid_tokens = set()

@@ -15,8 +15,11 @@ from django.db import connections
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from executions import aws, bulk, stopping, sync, tasks
+from executions import aws, tasks
+from executions.actions import bulk
+from executions.actions import stop as stopping
 from executions.models import BulkStop, BulkStopItem, Execution, StopRequest
+from executions.sync import flows
 from tests.aws_faults import Withholding, refused_url
 from tests.factories import execution_row
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
@@ -31,7 +34,7 @@ def calls(fake_aws: Any, operation: str) -> int:
 @pytest.fixture
 def runaway(make_state_machine: Callable[..., str], start: Callable[..., str]) -> Execution:
     """A running execution (it waits an hour), synced into the cache."""
-    return sync.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
+    return flows.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
 
 
 def stop(ex: Execution, who: Any, token: uuid.UUID | None = None, **kw: Any) -> StopRequest:
@@ -170,7 +173,7 @@ def test_a_token_of_another_execution_is_refused(
 ) -> None:
     token = uuid.uuid4()
     stop(runaway, operator, token)
-    other = sync.import_execution(start(make_state_machine("other", LONG_WAIT), "o-1"))
+    other = flows.import_execution(start(make_state_machine("other", LONG_WAIT), "o-1"))
     with pytest.raises(stopping.TokenReused):
         stop(other, operator, token)
     assert calls(fake_aws, "StopExecution") == 1
@@ -203,7 +206,7 @@ def test_it_refuses_a_success_the_cache_has_not_seen_yet(
 ) -> None:
     arn = start(make_state_machine("quick", PASS), "q-1")
     wait_until_finished(sfn, [arn])
-    ex = sync.import_execution(arn)
+    ex = flows.import_execution(arn)
     Execution.objects.filter(pk=ex.pk).update(status="RUNNING", stop_date=None)
     ex.refresh_from_db()
 
@@ -315,7 +318,7 @@ def test_a_broker_that_is_down_leaves_the_resync_due(
     assert cached.sync_due_at is not None
     assert cached.sync_due_at <= timezone.now()
     # And the sync that the scheduler runs later confirms it from AWS.
-    sync.sync_execution(cached, sync.Stats())
+    flows.sync_execution(cached, flows.Stats())
     cached.refresh_from_db()
     assert cached.status == "ABORTED"
     assert cached.history_complete
@@ -378,7 +381,7 @@ def test_stopping_works_while_redis_is_down(
 
 
 def test_default_cause_names_the_user_and_the_time() -> None:
-    from executions.views.stop import default_cause
+    from executions.web.stop_form import default_cause
 
     at = dt.datetime(2026, 3, 1, 9, 30, 5, tzinfo=dt.UTC)
     assert default_cause("oncall", at) == "Stopped by oncall via sfnui at 2026-03-01 09:30:05 UTC"

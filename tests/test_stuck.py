@@ -1,4 +1,4 @@
-"""executions/stuck.py: why a running execution is stuck, from hand-built
+"""executions/history/stuck.py: why a running execution is stuck, from hand-built
 histories and definitions (and one 25,000-event history, for the cost)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import time_machine
 
-from executions import progress, stuck, sync
-from executions.history import DETAILS_KEY
+from executions.history import DETAILS_KEY, progress, stuck
 from executions.models import Execution, HistoryEvent
+from executions.sync import flows
 from tests.conftest import REGION
 from tests.factories import execution_row, state_machine_row
 
@@ -674,8 +674,8 @@ def test_the_panel_shows_the_attempt_of_a_retrying_task_synced_from_aws(
 
     arn = start(make_state_machine("payments", SLOW_RETRIES), "pay-1")
     wait_for(lambda: len(aws_failures(sfn, arn)) == 2, timeout=30)
-    sync.discover_state_machines(REGION)
-    sync.import_execution(arn)
+    flows.discover_state_machines(REGION)
+    flows.import_execution(arn)
     second = aws_failures(sfn, arn)[-1]
     failed_event = second["id"]
     next_at = second["timestamp"].astimezone(dt.UTC) + dt.timedelta(seconds=60)
@@ -701,8 +701,8 @@ def test_the_panel_shows_when_a_wait_resumes_and_refreshes_with_the_live_part(
     viewer_client: Any, make_state_machine: Any, start: Any
 ) -> None:
     arn = start(make_state_machine("nightly", SLEEP_600), "n-1")
-    sync.discover_state_machines(REGION)
-    ex = sync.import_execution(arn)
+    flows.discover_state_machines(REGION)
+    ex = flows.import_execution(arn)
     entered = HistoryEvent.objects.get(execution=ex, type="WaitStateEntered")
     resume = entered.timestamp + dt.timedelta(seconds=600)
 
@@ -739,8 +739,8 @@ def test_the_panel_counts_map_iterations_synced_from_aws(
         return sum(e["type"] == "WaitStateEntered" for e in history) == 2
 
     wait_for(both_waiting)
-    sync.discover_state_machines(REGION)
-    sync.import_execution(arn)
+    flows.discover_state_machines(REGION)
+    flows.import_execution(arn)
     body = detail(viewer_client, arn)
     assert '<span class="map-done">0 of 3 done</span>' in body
     assert "2 running, 1 not started yet" in body

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from executions import aws, sync
+from executions import aws
 from executions.models import Execution, HistoryEvent, StateMachine, SyncRun
+from executions.sync import flows
 from tests.helpers import (
     FAIL,
     LONG_WAIT,
@@ -74,14 +75,14 @@ def snapshot() -> dict[str, Any]:
     }
 
 
-def full_cycle() -> sync.Stats:
+def full_cycle() -> flows.Stats:
     """What `manage.py sync` does, as functions."""
-    total = sync.Stats()
-    total.merge(sync.discover_state_machines("us-east-1"))
+    total = flows.Stats()
+    total.merge(flows.discover_state_machines("us-east-1"))
     for sm in StateMachine.objects.all():
-        total.merge(sync.list_state_machine(sm))
+        total.merge(flows.list_state_machine(sm))
     due = Execution.objects.filter(sync_due_at__isnull=False).order_by("pk")
-    total.merge(sync.sync_executions(list(due.values_list("pk", flat=True)), "us-east-1"))
+    total.merge(flows.sync_executions(list(due.values_list("pk", flat=True)), "us-east-1"))
     return total
 
 
@@ -169,7 +170,7 @@ def test_a_second_sync_of_a_running_execution_fetches_only_the_new_events(
     sfn: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sync, "HISTORY_PAGE_SIZE", 4)
+    monkeypatch.setattr(flows, "HISTORY_PAGE_SIZE", 4)
     arn = start(make_state_machine("ticker", ticking(30)), "tick-1")
     wait_for(lambda: len(aws_events(sfn, arn)) >= 12)
     full_cycle()
@@ -188,9 +189,9 @@ def test_a_second_sync_of_a_running_execution_fetches_only_the_new_events(
             yield page
 
     monkeypatch.setattr(aws, "execution_history", spying)
-    stats = sync.Stats()
+    stats = flows.Stats()
     with aws.count_calls() as calls:
-        sync.sync_execution(Execution.objects.get(arn=arn), stats)
+        flows.sync_execution(Execution.objects.get(arn=arn), stats)
 
     ex.refresh_from_db()
     new = ex.last_event_id - before
@@ -217,7 +218,7 @@ def test_syncing_twice_gives_identical_rows(finished_executions: list[str]) -> N
 def test_two_interleaved_syncs_give_identical_rows(
     finished_executions: list[str], sfn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sync, "HISTORY_PAGE_SIZE", 3)
+    monkeypatch.setattr(flows, "HISTORY_PAGE_SIZE", 3)
     real_history = aws.execution_history
     nested = {"done": False}
 
@@ -249,7 +250,7 @@ class Killed(BaseException):
 def test_a_sync_killed_after_its_first_history_page_resumes_correctly(
     finished_executions: list[str], sfn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sync, "HISTORY_PAGE_SIZE", 3)
+    monkeypatch.setattr(flows, "HISTORY_PAGE_SIZE", 3)
     real_history = aws.execution_history
 
     def dying(*args: Any, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
@@ -281,7 +282,7 @@ def test_a_listing_killed_after_its_first_page_is_redone_without_gaps(
     sm_arn = make_state_machine("hello", PASS)
     arns = [start(sm_arn, f"hello-{i}") for i in range(7)]
     wait_until_finished(sfn, arns)
-    sync.discover_state_machines("us-east-1")
+    flows.discover_state_machines("us-east-1")
     sm = StateMachine.objects.get(arn=sm_arn)
     real_list = aws.list_executions
 
@@ -292,7 +293,7 @@ def test_a_listing_killed_after_its_first_page_is_redone_without_gaps(
 
     monkeypatch.setattr(aws, "list_executions", dying)
     with pytest.raises(Killed):
-        sync.list_state_machine(sm)
+        flows.list_state_machine(sm)
     assert Execution.objects.count() == 3
     sm.refresh_from_db()
     assert sm.list_watermark is None
@@ -300,7 +301,7 @@ def test_a_listing_killed_after_its_first_page_is_redone_without_gaps(
     monkeypatch.setattr(
         aws, "list_executions", lambda *a, **k: real_list(*a, **{**k, "page_size": 3})
     )
-    sync.list_state_machine(sm)
+    flows.list_state_machine(sm)
     assert set(Execution.objects.values_list("arn", flat=True)) == set(arns)
 
 
@@ -384,7 +385,7 @@ def test_an_execution_that_ended_is_found_by_the_running_listing(
     sfn: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sync, "LISTING_MARGIN", dt.timedelta(0))
+    monkeypatch.setattr(flows, "LISTING_MARGIN", dt.timedelta(0))
     sm = make_state_machine("nightly-batch", LONG_WAIT)
     oldest = start(sm, "nightly-1")
     start(sm, "nightly-2")
@@ -456,7 +457,7 @@ def test_importing_an_unknown_execution_describes_it_once_and_syncs_its_history(
 ) -> None:
     arn = finished_executions[0]
     with aws.count_calls() as calls:
-        ex = sync.import_execution(arn)
+        ex = flows.import_execution(arn)
     assert calls["DescribeExecution"] == 1
     assert calls["GetExecutionHistory"] == 1
     assert ex.history_complete
@@ -466,6 +467,6 @@ def test_importing_an_unknown_execution_describes_it_once_and_syncs_its_history(
 
 def test_importing_an_execution_aws_does_not_know_raises_not_found(fake_aws: Any) -> None:
     with pytest.raises(aws.NotFound):
-        sync.import_execution("arn:aws:states:us-east-1:123456789012:execution:nope:never")
+        flows.import_execution("arn:aws:states:us-east-1:123456789012:execution:nope:never")
     assert not Execution.objects.exists()
     assert SyncRun.objects.get(kind="lookup").error.startswith("not found")

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import budget, plan
+from executions import budget
 from executions.models import (
     EventCount,
     EventQueue,
@@ -25,6 +25,7 @@ from executions.models import (
     SyncRun,
     UnreadableEvent,
 )
+from executions.sync import plan
 from executions.templatetags.sfnui import human_seconds
 from tests.factories import execution_row, state_machine_row
 

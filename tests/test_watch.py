@@ -16,8 +16,11 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from executions import incident, sync, tasks, watch
+from executions import tasks
+from executions.actions import watch
 from executions.models import Execution, SyncRun, Watch, WatchNotification
+from executions.sync import flows
+from executions.text import incident
 from sfnui.celery import app as celery_app
 from tests.factories import execution_row, state_machine_row
 from tests.helpers import LONG_WAIT, wait_for
@@ -51,7 +54,7 @@ def eager() -> Iterator[None]:
 def runaway(
     fake_aws: Any, make_state_machine: Callable[..., str], start: Callable[..., str]
 ) -> Execution:
-    ex = sync.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
+    ex = flows.import_execution(start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1"))
     assert ex.status == "RUNNING"
     return ex
 
@@ -149,7 +152,7 @@ def test_everyone_who_watches_is_named_in_one_post(
     watch.watch(runaway, operator, base_url="http://ignored")
     assert not watch.watch(runaway, operator, base_url="")  # already watching
     sfn.stop_execution(executionArn=runaway.arn)
-    assert sync.import_execution(runaway.arn).status == "ABORTED"
+    assert flows.import_execution(runaway.arn).status == "ABORTED"
     assert watch.notify(runaway.pk) == "sent"
     (body,) = receiver.bodies
     assert body["text"].startswith("Watched execution finished (watched by oncall, viewer)")
@@ -449,7 +452,7 @@ def test_a_real_worker_posts_the_end_of_a_watched_execution(
     tmp_path: Path,
 ) -> None:
     arn = start(make_state_machine("nightly-etl", LONG_WAIT), "etl-1")
-    ex = sync.import_execution(arn)
+    ex = flows.import_execution(arn)
     watch.watch(ex, user, base_url="")
     with Processes(tmp_path, endpoint=fake_aws.url) as processes:
         proc: subprocess.Popen[bytes] = processes.worker(

@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.converters import UUIDConverter
 from django.urls.resolvers import RegexPattern, RoutePattern
 
-from executions.converters import ExecutionArnConverter, StateMachineArnConverter
+from executions.web.converters import ExecutionArnConverter, StateMachineArnConverter
 
 # For <uuid:...> parameters (a bulk stop's batch id): well formed, never stored.
 SAMPLE_UUID = "00000000-0000-4000-8000-000000000001"

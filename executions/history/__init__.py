@@ -8,6 +8,10 @@ executions/views/history.py.
 - exports.py   history.txt (the layout is documented there) and history.json
 - table.py     events -> rows of the event table
 - source.py    reading the cached events in those shapes
+- progress.py  where an execution is: its open states, and where it failed
+- stuck.py     why a running execution is stuck (timeouts, retries, callbacks)
+
+May import: models, asl, arns, and each other. Never sync, actions, web or views.
 """
 
 from __future__ import annotations

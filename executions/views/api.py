@@ -11,14 +11,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
-from .. import queries, status
+from executions.reads import queries
+from executions.sync import freshness
+from executions.web.auth import api_view
+from executions.web.common import execution_or_404, sync_sooner
+from executions.web.errors import PageError
+from executions.web.forms import ExecutionFilterForm
+
 from ..arns import execution_console_url
-from ..auth import api_view
-from ..forms import ExecutionFilterForm
-from ..middleware import PageError
 from ..models import Execution
-from .common import execution_or_404
-from .detail import sync_sooner
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -56,7 +57,7 @@ def execution_list(request: HttpRequest) -> JsonResponse:
             "executions": [_row(request, ex) for ex in page.rows],
             "next": page.older.encode() if page.older else None,
             "previous": page.newer.encode() if page.newer else None,
-            "warnings": status.service_warnings(),
+            "warnings": freshness.service_warnings(),
         }
     )
     add_never_cache_headers(response)
@@ -98,7 +99,7 @@ def execution_detail(request: HttpRequest, arn: str) -> JsonResponse:
             "history_events": ex.last_event_id,
             "console_url": execution_console_url(ex.arn),
             "url": request.build_absolute_uri(reverse("execution_detail", args=[ex.arn])),
-            "warnings": status.service_warnings(),
+            "warnings": freshness.service_warnings(),
         }
     )
     add_never_cache_headers(response)

@@ -17,11 +17,13 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
-from .. import bulk, stopping
-from ..auth import can_read_audit, refuse_audit
-from ..forms import ExecutionFilterForm
+from executions.actions import bulk, stop
+from executions.web.auth import can_read_audit, refuse_audit
+from executions.web.common import keep_tz
+from executions.web.forms import ExecutionFilterForm
+from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
+
 from ..models import BulkStop
-from .stop import CAUSE_MAX, ERROR_MAX, _keep_tz, _stop_permission, default_cause
 
 # Items listed on the progress page (all of them are in the audit).
 PROGRESS_ROWS = 500
@@ -111,7 +113,7 @@ class BulkStopForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
-@_stop_permission
+@stop_permission
 def bulk_stop(request: HttpRequest) -> HttpResponse:
     selecting = SelectionForm(request.GET if request.method == "GET" else request.POST)
     if not selecting.is_valid():
@@ -225,7 +227,7 @@ def _dry_run_page(
 def _back_url(request: HttpRequest, selection: bulk.Selection) -> str:
     """Where the selection came from: the list with the same filters."""
     if selection.is_picked or selection.in_state is not None:
-        return _keep_tz(request, reverse("runaways" if selection.in_state else "execution_list"))
+        return keep_tz(request, reverse("runaways" if selection.in_state else "execution_list"))
     params = selection.query()
     tz_name = getattr(request, "tz_name", "UTC")
     if tz_name != "UTC":
@@ -235,7 +237,7 @@ def _back_url(request: HttpRequest, selection: bulk.Selection) -> str:
 
 
 def _progress_url(request: HttpRequest, batch_id: uuid.UUID) -> str:
-    return _keep_tz(request, reverse("bulk_stop_progress", args=[batch_id]))
+    return keep_tz(request, reverse("bulk_stop_progress", args=[batch_id]))
 
 
 @require_safe
@@ -260,8 +262,8 @@ def bulk_stop_progress(request: HtmxHttpRequest, batch_id: uuid.UUID) -> HttpRes
         "progress": bulk.progress(batch),
         "shown": len(items),
         "poll_seconds": POLL_SECONDS,
-        "can_stop": stopping.can_stop(request.user),
-        "in_flight": stopping.IN_FLIGHT,
+        "can_stop": stop.can_stop(request.user),
+        "in_flight": stop.IN_FLIGHT,
     }
     template = (
         "executions/_bulk_stop_progress.html"
@@ -274,7 +276,7 @@ def bulk_stop_progress(request: HtmxHttpRequest, batch_id: uuid.UUID) -> HttpRes
 
 
 @require_POST
-@_stop_permission
+@stop_permission
 def bulk_stop_resume(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
     """Hand what is still waiting to workers again (after the broker was down,
     or workers were lost). Safe to repeat: nothing is ever sent twice."""

@@ -15,13 +15,18 @@ from django.views.decorators.http import require_safe
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from .. import incident, places, progress, schedule, stopping, stuck, tasks
+from executions.actions import stop
+from executions.history import progress, stuck
+from executions.reads import places
+from executions.text import incident
+from executions.text.payloads import human_size, payload
+from executions.web.common import execution_or_404, sync_sooner
+from executions.web.errors import PageError
+from executions.web.previews import execution_page_preview, previewable
+from executions.web.watch_panel import panel_context
+
 from ..arns import NotAnArn, execution_console_url, state_machine_console_url
-from ..middleware import PageError
 from ..models import Execution
-from ..payloads import human_size, payload
-from .common import execution_or_404
-from .previews import execution_page_preview, previewable
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +76,6 @@ def execution_detail(request: HtmxHttpRequest, arn: str) -> HttpResponse:
         response = render(request, "executions/detail.html", detail_context(request, ex))
     patch_vary_headers(response, ("HX-Request",))
     return response
-
-
-def sync_sooner(ex: Execution) -> None:
-    """Someone is watching a running execution: sync it now rather than on its
-    schedule. The page never fails because the broker is down."""
-    if not ex.is_open or not schedule.sync_soon(ex):
-        return
-    try:
-        tasks.sync_execution_now.delay_on_commit(ex.arn)  # type: ignore[attr-defined]
-    except Exception:
-        log.warning(
-            "could not enqueue a sync of %s; the scheduler will do it", ex.arn, exc_info=True
-        )
 
 
 def _stored(ex: Execution, parameter: str, which: str) -> str:
@@ -195,7 +187,8 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             "account_name": places.identity_name(ex.state_machine.account, ex.state_machine.region),
             "console_url": execution_console_url(ex.arn),
             "state_machine_console_url": _state_machine_console_url(ex.state_machine.arn),
-            "can_stop": ex.is_open and stopping.can_stop(request.user),
+            "can_stop": ex.is_open and stop.can_stop(request.user),
+            "watch": panel_context(request, ex),
         }
     )
     return context

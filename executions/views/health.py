@@ -4,7 +4,6 @@ Signed out it says ok or fail per check; signed in, what each check found."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -22,7 +21,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from .. import busy, status
+from executions.database import busy
+from executions.sync import freshness
+from executions.web.common import safe_error
 
 # --- /healthz -------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ def _signed_in(request: HttpRequest) -> bool:
 
 def _sync_summary() -> dict[str, Any]:
     try:
-        current = status.current()
+        current = freshness.current()
     except Exception as exc:
         return {"error": safe_error(exc)}
     return {
@@ -209,14 +210,3 @@ def _sync_summary() -> dict[str, Any]:
         "failing": current.failing,
         "throttled": current.throttled,
     }
-
-
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
-
-
-def safe_error(exc: BaseException) -> str:
-    """The error's type and first line, with any credentials in URLs blanked out:
-    never a stack trace or a password in a response."""
-    first_line = (str(exc).strip().splitlines() or [""])[0]
-    text = _CREDENTIALS.sub(r"\g<scheme>***@", first_line)[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -18,11 +18,15 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 
-from .. import history, incident, progress, schedule
-from ..middleware import PageError
+from executions import history
+from executions.history import progress
+from executions.sync import schedule
+from executions.text import incident
+from executions.web.common import execution_or_404
+from executions.web.errors import PageError
+from executions.web.previews import execution_page_preview, previewable
+
 from ..models import Execution, HistoryEvent
-from .common import execution_or_404
-from .previews import execution_page_preview, previewable
 
 PAGE_SIZE = 500
 # A running execution's timeline refreshes this often (seconds).

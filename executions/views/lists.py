@@ -17,9 +17,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 from django_htmx.middleware import HtmxDetails
 
-from .. import places, queries
-from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
-from ..forms import (
+from executions.reads import places, queries
+from executions.web.forms import (
     MAX_QUERY,
     STATUSES,
     AccountsField,
@@ -27,8 +26,10 @@ from ..forms import (
     RegionsField,
     StatusesField,
 )
+from executions.web.previews import list_page_preview, list_preview, previewable
+
+from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
 from ..models import ExecutionStatus, StateMachine
-from .previews import list_page_preview, list_preview, previewable
 
 # The rows refresh this often while any of them runs.
 POLL_SECONDS = 5

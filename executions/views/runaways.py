@@ -11,8 +11,10 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 from django_htmx.middleware import HtmxDetails
 
-from .. import runaways, stopping
-from ..activity import execution_list_url
+from executions.actions import stop
+from executions.reads import runaways
+from executions.reads.activity import execution_list_url
+
 from ..models import OPEN_STATUSES
 
 # The page refreshes this often (paused while executions are picked on it).
@@ -45,7 +47,7 @@ def runaway_finder(request: HtmxHttpRequest) -> HttpResponse:
                 group.stop_url = bulk_stop_url(tz_name, state_machine=arn, in_state=group.state)
     context = {
         "report": report,
-        "can_stop": stopping.can_stop(request.user),
+        "can_stop": stop.can_stop(request.user),
         "poll_seconds": POLL_SECONDS,
         "window_days": runaways.WINDOW.days,
         "sample": runaways.SAMPLE,

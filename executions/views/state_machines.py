@@ -12,13 +12,17 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .. import activity, aws, places, plan, stopping, sync
-from ..activity import FAILURE_STATUSES, MachineStats, execution_list_url
+from executions import aws
+from executions.actions import stop
+from executions.reads import activity, places
+from executions.reads.activity import FAILURE_STATUSES, MachineStats, execution_list_url
+from executions.sync import flows, plan
+from executions.sync.plan import PlanSummary
+from executions.web.common import state_machine_or_404
+from executions.web.forms import AccountsField, RegionsField
+
 from ..arns import NotAnArn, state_machine_console_url
-from ..forms import AccountsField, RegionsField
 from ..models import Execution, StateMachine, SyncRun
-from .common import state_machine_or_404
-from .sync_page import PlanSummary
 
 RECENT_EXECUTIONS = 20
 RECENT_FAILED_RUNS = 5
@@ -143,7 +147,7 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "failed_runs": failed_runs,
         "definition": _pretty(sm.definition),
         "console_url": _console_url(sm.arn),
-        "can_stop": stopping.can_stop(request.user),
+        "can_stop": stop.can_stop(request.user),
     }
     return render(request, "executions/state_machine_detail.html", context)
 
@@ -151,7 +155,7 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
 def _listing(sm: StateMachine) -> PlanSummary | None:
     """The plan its account and region are listed by; None when the sync does
     not list it on a schedule (deleted, or only looked up by ARN)."""
-    if sm.status == "DELETED" or not sync.is_scheduled(sm.account, sm.region):
+    if sm.status == "DELETED" or not flows.is_scheduled(sm.account, sm.region):
         return None
     return PlanSummary(plan.plan(aws.key_for(sm.account, sm.region), sm.region))
 

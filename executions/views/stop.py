@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
@@ -19,18 +15,21 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import aws, progress, schedule, stopping
+from executions import aws
+from executions.actions import stop
+from executions.history import progress
+from executions.sync import schedule
+from executions.web.auth import audit_readers_only
+from executions.web.common import execution_or_404, keep_tz
+from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
+
 from ..arns import NotAnArn, execution_console_url, parse_execution_arn, parse_state_machine_arn
-from ..auth import audit_readers_only
 from ..models import Execution, StopRequest
 from ..templatetags.sfnui import when
-from .common import execution_or_404
 
 AUDIT_PAGE_SIZE = 50
 # Earlier attempts on the same execution, shown above the confirmation.
 RECENT_ATTEMPTS = 10
-ERROR_MAX = 256  # AWS's limits for StopExecution
-CAUSE_MAX = 32_768
 
 
 # --- Stop --------------------------------------------------------------------------
@@ -51,30 +50,8 @@ class StopForm(forms.Form):
     request_token = forms.UUIDField(widget=forms.HiddenInput)
 
 
-def _stop_permission(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """permission_required(..., raise_exception=True), with a 403 page that says
-    which permission is missing."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not stopping.can_stop(request.user):
-            raise PermissionDenied(
-                "Stopping executions needs the permission “Can stop a running execution” "
-                f"({stopping.PERMISSION}). Ask an administrator to grant it to "
-                f"{request.user.get_username()}."
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def default_cause(username: str, now: dt.datetime | None = None) -> str:
-    now = (now or timezone.now()).astimezone(dt.UTC)
-    return f"Stopped by {username} via sfnui at {now:%Y-%m-%d %H:%M:%S} UTC"
-
-
 @require_http_methods(["GET", "POST"])
-@_stop_permission
+@stop_permission
 def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
     ex = execution_or_404(arn)
     if request.method == "GET":
@@ -101,14 +78,14 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         # Someone waits for this page: the live check, the stop and a re-check
         # after a stop that got no answer share the page deadline.
         with aws.page_deadline():
-            attempt = stopping.request_stop(
+            attempt = stop.request_stop(
                 ex,
                 request.user,
                 error=form.cleaned_data["error"],
                 cause=form.cleaned_data["cause"],
                 request_token=form.cleaned_data["request_token"],
             )
-    except stopping.TokenReused:
+    except stop.TokenReused:
         form.data = _with_fresh_token(request)
         form.add_error(
             None,
@@ -117,8 +94,8 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         )
         return _confirmation(request, ex, form, status=400)
 
-    detail = _keep_tz(request, reverse("execution_detail", args=[ex.arn]))
-    if stopping.in_flight(attempt):
+    detail = keep_tz(request, reverse("execution_detail", args=[ex.arn]))
+    if stop.in_flight(attempt):
         messages.info(
             request,
             f"A stop of {ex.name} from this form is still waiting for AWS's answer: "
@@ -143,7 +120,7 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         return HttpResponseRedirect(detail)
     # FAILED: back to the confirmation, with a fresh form to try again.
     messages.error(request, f"{ex.name} was not stopped. {attempt.aws_response}")
-    return HttpResponseRedirect(_keep_tz(request, reverse("execution_stop", args=[ex.arn])))
+    return HttpResponseRedirect(keep_tz(request, reverse("execution_stop", args=[ex.arn])))
 
 
 def _with_fresh_token(request: HttpRequest) -> QueryDict:
@@ -175,11 +152,6 @@ def _console_url(arn: str) -> str:
         return execution_console_url(arn)
     except NotAnArn:
         return ""
-
-
-def _keep_tz(request: HttpRequest, url: str) -> str:
-    tz_name = getattr(request, "tz_name", "UTC")
-    return f"{url}?{urlencode({'tz': tz_name})}" if tz_name != "UTC" else url
 
 
 # --- Audit ----------------------------------------------------------------------------

@@ -17,12 +17,14 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .. import aws, budget, consumer, status
-from .. import plan as plan_module
+from executions import aws, budget
+from executions.sync import consumer, freshness
+from executions.sync import plan as plan_module
+from executions.sync.plan import PlanSummary
+from executions.web.common import safe_error
+
 from ..arns import NotAnArn, parse_execution_arn
 from ..models import EventQueue, Execution, StateMachine, SyncRun, UnreadableEvent
-from ..plan import ListingPlan
-from .health import safe_error
 
 WINDOWS = (("5 min", dt.timedelta(minutes=5)), ("1 h", dt.timedelta(hours=1)))
 FAILING_RUNS = 50
@@ -36,53 +38,6 @@ UNREADABLE_CAP = 10_000
 # Reconciliation: what the events missed over this window.
 MISSED_WINDOW = dt.timedelta(hours=1)
 EVENT_OUTCOMES = ("applied", "duplicate", "stale", "ignored", "unreadable")
-
-
-@dataclass(frozen=True)
-class PlanSummary:
-    """A listing plan (plan.py) with what /sync/ and the state machine page say
-    about it: how often, at what cost, and the freshness that follows."""
-
-    plan: ListingPlan
-
-    @property
-    def fresh_busy(self) -> float:
-        return self.plan.freshness(True)
-
-    @property
-    def fresh_idle(self) -> float:
-        return self.plan.freshness(False)
-
-    @property
-    def base_busy(self) -> float:
-        """The configured interval of a busy one (before the budget stretched it)."""
-        return plan_module.base_intervals(self.plan.events)[0]
-
-    @property
-    def base_idle(self) -> float:
-        return plan_module.base_intervals(self.plan.events)[1]
-
-    @property
-    def busy_stretched(self) -> bool:
-        return self.plan.busy_interval > self.base_busy + 1e-6
-
-    @property
-    def idle_stretched(self) -> bool:
-        return self.plan.idle_interval > self.base_idle + 1e-6
-
-    @property
-    def listing_share(self) -> float:
-        return plan_module.LISTING_SHARE
-
-    @property
-    def listing_budget(self) -> float:
-        """ListExecutions calls a second the planned listings may spend."""
-        return self.plan.rate * plan_module.LISTING_SHARE
-
-    @property
-    def share(self) -> float | None:
-        """Share of our ListExecutions budget the plan spends."""
-        return self.plan.calls_per_second / self.plan.rate if self.plan.rate else None
 
 
 @dataclass
@@ -155,7 +110,7 @@ class RecentRuns:
 @require_GET
 def sync_health(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    overall = status.current()
+    overall = freshness.current()
     events = _events(now)
     recent = _recent_runs(now)
     place_list = _places(now, flowing=events["flowing"])

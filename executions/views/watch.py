@@ -10,12 +10,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_htmx.middleware import HtmxDetails
 
-from .. import incident, watch
-from ..middleware import PageError
+from executions.actions import watch
+from executions.text import incident
+from executions.web.common import execution_or_404, keep_tz
+from executions.web.errors import PageError
+from executions.web.watch_panel import panel_context
+
 from ..models import Execution
-from ..templatetags.watching import panel_context
-from .common import execution_or_404
-from .stop import _keep_tz
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -60,7 +61,7 @@ def watch_execution(request: HtmxHttpRequest, arn: str) -> HttpResponse:
         messages.success(request, notice)
     else:
         messages.error(request, notice)
-    return HttpResponseRedirect(_keep_tz(request, reverse("execution_detail", args=[ex.arn])))
+    return HttpResponseRedirect(keep_tz(request, reverse("execution_detail", args=[ex.arn])))
 
 
 def _panel(request: HttpRequest, ex: Execution, notice: str, status: int) -> HttpResponse:

@@ -1,5 +1,5 @@
 """`python manage.py consume_events`: apply Step Functions' status-change events
-from SQS to the cache, until SIGINT or SIGTERM (see executions/consumer.py)."""
+from SQS to the cache, until SIGINT or SIGTERM (see executions/sync/consumer.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from executions import aws, consumer
+from executions import aws
+from executions.sync import consumer
 
 
 class Command(BaseCommand):

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from executions import aws, plan, sync
+from executions import aws
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
+from executions.sync import flows, plan
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--execution", metavar="ARN", help="sync only this execution")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        total = sync.Stats()
+        total = flows.Stats()
         # What the cycle's deadline, or an AWS that cannot be reached, left
         # for the next sync: per (identity key, region), machines and executions.
         self.not_listed: Counter[tuple[str, str]] = Counter()
@@ -53,7 +54,7 @@ class Command(BaseCommand):
         if total.errors and not total.executions_synced and not total.state_machines:
             raise CommandError("the sync did nothing: see the errors above")
 
-    def _one_execution(self, arn: str, total: sync.Stats) -> None:
+    def _one_execution(self, arn: str, total: flows.Stats) -> None:
         try:
             parse_execution_arn(arn)
         except NotAnArn as exc:
@@ -62,7 +63,7 @@ class Command(BaseCommand):
         if ex is None:
             try:
                 with aws.count_calls() as calls:
-                    sync.import_execution(arn)
+                    flows.import_execution(arn)
             except aws.NotFound:
                 raise CommandError(f"AWS does not know the execution {arn}") from None
             except aws.AwsError as exc:
@@ -76,7 +77,7 @@ class Command(BaseCommand):
             Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
         self._executions([ex.pk], ex.state_machine.region, total, ex.state_machine.account)
 
-    def _cycle(self, state_machine_arn: str | None, total: sync.Stats) -> None:
+    def _cycle(self, state_machine_arn: str | None, total: flows.Stats) -> None:
         if state_machine_arn:
             try:
                 parsed = parse_state_machine_arn(state_machine_arn)
@@ -89,7 +90,7 @@ class Command(BaseCommand):
                 except aws.NotConfigured as exc:
                     raise CommandError(exc.message) from None
                 self._patiently(
-                    functools.partial(sync.discover_state_machines, parsed.region, account),
+                    functools.partial(flows.discover_state_machines, parsed.region, account),
                     total,
                 )
                 sm = StateMachine.objects.filter(arn=state_machine_arn).first()
@@ -101,17 +102,17 @@ class Command(BaseCommand):
             for t, region in aws.scheduled():
                 if not aws.out_of_time():
                     stats = self._patiently(
-                        functools.partial(sync.discover_state_machines, region, t.key), total
+                        functools.partial(flows.discover_state_machines, region, t.key), total
                     )
                     if stats.unreachable:
                         self.unreachable.add((t.key, region))
                 machines.extend(plan.machines(t.key, region))
         for sm in machines:
-            place = (sync.account_key(sm), sm.region)
+            place = (flows.account_key(sm), sm.region)
             if place in self.unreachable or aws.out_of_time():
                 self.not_listed[place] += 1
                 continue
-            stats = self._patiently(functools.partial(sync.list_state_machine, sm), total)
+            stats = self._patiently(functools.partial(flows.list_state_machine, sm), total)
             if stats.unreachable:
                 self.unreachable.add(place)
         # Everything that was due when the cycle started; running executions
@@ -126,7 +127,7 @@ class Command(BaseCommand):
         for (account, region), pks in by_target.items():
             self._executions(pks, region, total, account)
 
-    def _report_left(self, seconds: float, total: sync.Stats) -> None:
+    def _report_left(self, seconds: float, total: flows.Stats) -> None:
         for key, region in sorted(self.unreachable):
             machines = self.not_listed.pop((key, region), 0)
             executions = self.not_synced.pop((key, region), 0)
@@ -144,7 +145,7 @@ class Command(BaseCommand):
             log.warning("sync: %s", said)
             self.stdout.write(said)
 
-    def _patiently(self, step: Callable[[], sync.Stats], total: sync.Stats) -> sync.Stats:
+    def _patiently(self, step: Callable[[], flows.Stats], total: flows.Stats) -> flows.Stats:
         """Run a step again, after a growing pause, for as long as AWS throttles it."""
         for attempt in range(1, MAX_THROTTLED_BATCHES + 1):
             stats = step()
@@ -159,7 +160,7 @@ class Command(BaseCommand):
             time.sleep(min(2.0**attempt, 30.0))
         raise CommandError("AWS kept throttling; try again later")
 
-    def _executions(self, pks: list[int], region: str, total: sync.Stats, account: str) -> None:
+    def _executions(self, pks: list[int], region: str, total: flows.Stats, account: str) -> None:
         key = aws.key_for(account, region)
         remaining = list(pks)
         throttled_in_a_row = 0
@@ -168,7 +169,7 @@ class Command(BaseCommand):
                 self.not_synced[(key, region)] += len(remaining)
                 return
             batch, remaining = remaining[:200], remaining[200:]
-            stats = sync.sync_executions(batch, region, key)
+            stats = flows.sync_executions(batch, region, key)
             if stats.unreachable:
                 self.unreachable.add((key, region))
                 self.not_synced[(key, region)] += max(0, len(stats.unfinished) - 1)

@@ -41,7 +41,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from .models import OPEN_STATUSES, Execution, HistoryEvent, StateMachine
+from executions.models import OPEN_STATUSES, Execution, HistoryEvent, StateMachine
 
 # The baselines look this far back ...
 WINDOW = dt.timedelta(days=7)

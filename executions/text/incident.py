@@ -20,12 +20,12 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from . import progress
-from .arns import NotAnArn, execution_console_url
-from .models import Execution, ExecutionStatus, StopRequest
-from .progress import FailurePoint, OpenState
-from .stuck import Stuck
-from .templatetags.sfnui import human_seconds
+from executions.arns import NotAnArn, execution_console_url
+from executions.history import progress
+from executions.history.progress import FailurePoint, OpenState
+from executions.history.stuck import Stuck
+from executions.models import Execution, ExecutionStatus, StopRequest
+from executions.templatetags.sfnui import human_seconds
 
 # How much of an error and a cause a summary carries.
 ERROR_CHARS = 200

@@ -18,7 +18,7 @@ from django.db.models.functions import Trunc
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import OPEN_STATUSES, Execution, ExecutionStatus
+from executions.models import OPEN_STATUSES, Execution, ExecutionStatus
 
 WINDOW = dt.timedelta(hours=24)
 # Closed this way, an execution counts against the failure rate.

@@ -19,9 +19,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import aws, budget, busy, plan
-from .budget import bucket
-from .models import Execution, StateMachine
+from executions import aws, budget
+from executions.budget import bucket
+from executions.database import busy
+from executions.models import Execution, StateMachine
+from executions.sync import plan
 
 log = logging.getLogger(__name__)
 

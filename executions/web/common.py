@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from urllib.parse import urlencode
 
 from django.core.cache import cache
+from django.http import HttpRequest
 
-from .. import aws, places, ratelimit, sync
-from ..arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
-from ..middleware import PageError
-from ..models import Execution, StateMachine
+from executions import aws, signals
+from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
+from executions.models import Execution, StateMachine
+from executions.reads import places
+from executions.sync import flows, schedule
+from executions.web import ratelimit
+from executions.web.errors import PageError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
         # Someone waits for this page: every attempt of every call together
         # ends within the page deadline.
         with aws.page_deadline():
-            return sync.import_execution(arn)
+            return flows.import_execution(arn)
     except aws.NotConfigured as exc:
         raise _not_read(arn, exc) from None
     except aws.NotFound:
@@ -142,3 +148,32 @@ def _remember_unknown(arn: str) -> None:
         cache.set(_key(arn), 1, timeout=UNKNOWN_ARN_MEMORY)
     except Exception:
         log.warning("shared cache unavailable", exc_info=True)
+
+
+def keep_tz(request: HttpRequest, url: str) -> str:
+    tz_name = getattr(request, "tz_name", "UTC")
+    return f"{url}?{urlencode({'tz': tz_name})}" if tz_name != "UTC" else url
+
+
+def sync_sooner(ex: Execution) -> None:
+    """Someone is watching a running execution: sync it now rather than on its
+    schedule. The page never fails because the broker is down."""
+    if not ex.is_open or not schedule.sync_soon(ex):
+        return
+    try:
+        signals.sync_soon_wanted.send(sender=__name__, arn=ex.arn)
+    except Exception:
+        log.warning(
+            "could not enqueue a sync of %s; the scheduler will do it", ex.arn, exc_info=True
+        )
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+
+
+def safe_error(exc: BaseException) -> str:
+    """The error's type and first line, with any credentials in URLs blanked out:
+    never a stack trace or a password in a response."""
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    text = _CREDENTIALS.sub(r"\g<scheme>***@", first_line)[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

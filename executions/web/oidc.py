@@ -42,8 +42,8 @@ from mozilla_django_oidc.views import (
     OIDCAuthenticationRequestView,
 )
 
-from . import stopping
-from .middleware import PageError
+from executions.actions import stop
+from executions.web.errors import PageError
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class SingleSignOnBackend(OIDCAuthenticationBackend):
         stop_groups = set(settings.SFNUI_OIDC_STOP_GROUPS)
         if not stop_groups:
             return
-        app_label, codename = stopping.PERMISSION.split(".")
+        app_label, codename = stop.PERMISSION.split(".")
         permission = Permission.objects.get(content_type__app_label=app_label, codename=codename)
         if _groups(claims) & stop_groups:
             user.user_permissions.add(permission)

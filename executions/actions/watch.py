@@ -1,7 +1,7 @@
 """Watch: tell the incident channel when a running execution finishes.
 
 Someone presses Watch on a running execution (a `Watch` row). When the sync
-stores a closed status for it (sync._store_description), `closed()` hands
+stores a closed status for it (sync/flows.py, through signals.execution_closed), `closed()` hands
 `notify()` to a worker once the transaction commits; the sync itself never
 waits on the webhook. `notify()` claims the execution's open watches by
 compare-and-set (`notification IS NULL` -> this notification), so however
@@ -27,10 +27,12 @@ import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
-from . import incident, signals
-from .models import OPEN_STATUSES, Execution, Watch, WatchNotification
+from executions import signals
+from executions.models import OPEN_STATUSES, Execution, Watch, WatchNotification
+from executions.text import incident
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,11 @@ def unwatch(execution: Execution, user: AbstractBaseUser) -> bool:
         execution=execution, user_id=user.pk, notification__isnull=True
     ).delete()
     return bool(deleted)
+
+
+@receiver(signals.execution_closed, dispatch_uid="executions.actions.watch.closed")
+def _closed(execution_pk: int, **_: Any) -> None:
+    closed(execution_pk)
 
 
 def closed(execution_pk: int) -> None:

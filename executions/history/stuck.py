@@ -32,9 +32,9 @@ from django.db import connections
 from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
 
-from . import asl
-from .models import Execution, HistoryEvent
-from .progress import OpenState
+from executions import asl
+from executions.history.progress import OpenState
+from executions.models import Execution, HistoryEvent
 
 # AWS fails an execution whose history reaches this many events.
 EVENT_LIMIT = 25_000

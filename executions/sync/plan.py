@@ -31,8 +31,8 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from . import aws, budget
-from .models import EventQueue, StateMachine
+from executions import aws, budget
+from executions.models import EventQueue, StateMachine
 
 # Share of the ListExecutions budget that the planned listings may spend.
 LISTING_SHARE = 0.8
@@ -180,3 +180,50 @@ def events_flowing(now: dt.datetime | None = None) -> bool:
 
 def busy_until(now: dt.datetime | None = None) -> dt.datetime:
     return (now or timezone.now()) + dt.timedelta(seconds=settings.SFNUI_LIST_BUSY_WINDOW)
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """A listing plan (above) with what /sync/ and the state machine page say
+    about it: how often, at what cost, and the freshness that follows."""
+
+    plan: ListingPlan
+
+    @property
+    def fresh_busy(self) -> float:
+        return self.plan.freshness(True)
+
+    @property
+    def fresh_idle(self) -> float:
+        return self.plan.freshness(False)
+
+    @property
+    def base_busy(self) -> float:
+        """The configured interval of a busy one (before the budget stretched it)."""
+        return base_intervals(self.plan.events)[0]
+
+    @property
+    def base_idle(self) -> float:
+        return base_intervals(self.plan.events)[1]
+
+    @property
+    def busy_stretched(self) -> bool:
+        return self.plan.busy_interval > self.base_busy + 1e-6
+
+    @property
+    def idle_stretched(self) -> bool:
+        return self.plan.idle_interval > self.base_idle + 1e-6
+
+    @property
+    def listing_share(self) -> float:
+        return LISTING_SHARE
+
+    @property
+    def listing_budget(self) -> float:
+        """ListExecutions calls a second the planned listings may spend."""
+        return self.plan.rate * LISTING_SHARE
+
+    @property
+    def share(self) -> float | None:
+        """Share of our ListExecutions budget the plan spends."""
+        return self.plan.calls_per_second / self.plan.rate if self.plan.rate else None

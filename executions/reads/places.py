@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import aws
-from .models import StateMachine
+from executions import aws
+from executions.models import StateMachine
 
 # An AWS account id, as an ARN carries it.
 ACCOUNT = re.compile(r"[0-9]{12}")

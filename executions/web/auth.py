@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from . import stopping
+from executions.actions import stop
 
 REALM = "sfnui"
 ALLOWED_METHODS = ("GET", "HEAD")
@@ -92,7 +92,7 @@ def can_read_audit(user: Any) -> bool:
     """The audit (every stop attempt, with the causes people typed) and the
     progress of bulk stops are for those who may stop executions, and for
     those granted “Can view stop request” (auditors who may not stop)."""
-    if stopping.can_stop(user):
+    if stop.can_stop(user):
         return True
     if not getattr(user, "is_active", False):
         return False
@@ -108,7 +108,7 @@ def can_read_audit(user: Any) -> bool:
 def refuse_audit(user: Any) -> PermissionDenied:
     return PermissionDenied(
         "The audit of stop attempts, and the progress of bulk stops, are for people who may "
-        f"stop executions ({stopping.PERMISSION}) or read the audit ({AUDIT_PERMISSION}, "
+        f"stop executions ({stop.PERMISSION}) or read the audit ({AUDIT_PERMISSION}, "
         "“Can view stop request”). A bulk stop's own author may follow it. Ask an "
         f"administrator to grant one of them to {user.get_username()}."
     )

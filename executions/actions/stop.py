@@ -34,8 +34,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import aws, signals, sync
-from .models import Execution, StopRequest
+from executions import aws, signals
+from executions.models import Execution, StopRequest
+from executions.sync import flows
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +313,9 @@ def _failure_text(exc: aws.AwsError) -> str:
 
 def _store(ex: Execution, live: dict[str, Any]) -> None:
     """Keep what the live re-check said, as the sync would (compare-and-set)."""
-    if not sync._store_description(ex, live):
+    if not flows._store_description(ex, live):
         ex.refresh_from_db()
-        sync._store_description(ex, live)
+        flows._store_description(ex, live)
 
 
 def _record_aborted(ex: Execution, attempt: StopRequest, stop_date: dt.datetime | None) -> None:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from .models import EventQueue, Execution, SyncRun
+from executions.models import EventQueue, Execution, SyncRun
 
 log = logging.getLogger(__name__)
 

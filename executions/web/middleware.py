@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 
+from executions.web.errors import PageError
+
 
 class TimezoneMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -45,20 +47,6 @@ class TimezoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
-
-
-class PageError(Exception):
-    """An error a person should read: rendered as a page with this status, never a 500."""
-
-    def __init__(
-        self, status: int, title: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
-        # E.g. Retry-After on a 429.
-        self.headers = headers or {}
 
 
 class PageErrorMiddleware:

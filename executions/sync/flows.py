@@ -26,10 +26,10 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from . import aws, plan
-from .arns import parse_execution_arn, parse_state_machine_arn
-from .budget import BudgetExhausted
-from .models import (
+from executions import aws, signals
+from executions.arns import parse_execution_arn, parse_state_machine_arn
+from executions.budget import BudgetExhausted
+from executions.models import (
     OPEN_STATUSES,
     SYNC_LAGGING,
     TERMINAL_EVENT_TYPES,
@@ -38,6 +38,7 @@ from .models import (
     StateMachine,
     SyncRun,
 )
+from executions.sync import plan
 
 log = logging.getLogger(__name__)
 
@@ -608,10 +609,8 @@ def _store_description(ex: Execution, d: dict[str, Any]) -> bool:
     for name, value in fields.items():
         setattr(ex, name, value)
     if ex.status not in OPEN_STATUSES:
-        from . import watch
-
         # Whoever watches it hears of the end: a task once this commits, never a wait here.
-        watch.closed(ex.pk)
+        signals.execution_closed.send(sender=__name__, execution_pk=ex.pk)
     return True
 
 
@@ -745,7 +744,7 @@ def _failed(ex: Execution, error: str, stats: Stats) -> None:
 def sync_executions(pks: Iterable[int], region: str, account: str = "") -> Stats:
     """Sync a batch of executions (of one identity and region); stop early when
     AWS says to slow down or cannot be reached."""
-    from .locks import held
+    from executions.sync.locks import held
 
     with recording(SyncRun.Kind.EXECUTIONS, region, account=account) as stats:
         pending = list(Execution.objects.filter(pk__in=list(pks)).order_by("sync_due_at"))

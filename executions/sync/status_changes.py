@@ -33,9 +33,10 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from . import plan, sync, watch
-from .arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
-from .models import OPEN_STATUSES, Execution, ExecutionStatus, StateMachine
+from executions import signals
+from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
+from executions.models import OPEN_STATUSES, Execution, ExecutionStatus, StateMachine
+from executions.sync import flows, plan
 
 SOURCE = "aws.states"
 DETAIL_TYPE = "Step Functions Execution Status Change"
@@ -208,12 +209,12 @@ def order(change: StatusChange, status: str, redrive_count: int) -> int:
 def apply(change: StatusChange, now: dt.datetime | None = None) -> Outcome:
     """Apply one status change to the cache (idempotent; never backwards)."""
     parsed = parse_execution_arn(change.arn)
-    if not sync.is_scheduled(parsed.account, parsed.region) and not _known(change.arn):
+    if not flows.is_scheduled(parsed.account, parsed.region) and not _known(change.arn):
         # Nobody reads that account or region here: its history could not be
         # fetched, and its pages would be a dead end.
         return Outcome.IGNORED
     now = now or timezone.now()
-    sm = sync.state_machine_for(change.state_machine_arn)
+    sm = flows.state_machine_for(change.state_machine_arn)
     _busy(sm, change, now)
     for _ in range(5):
         row = (
@@ -238,7 +239,7 @@ def apply(change: StatusChange, now: dt.datetime | None = None) -> Outcome:
         if updated:
             if change.closed:
                 # Whoever watches it hears of the end (a task once this commits).
-                watch.closed(row["pk"])
+                signals.execution_closed.send(sender=__name__, execution_pk=row["pk"])
             return Outcome.APPLIED
     raise RuntimeError(f"{change.arn} kept changing while an event was applied")
 
@@ -299,7 +300,7 @@ def _insert(sm: StateMachine, change: StatusChange, now: dt.datetime) -> bool:
         arn=change.arn, defaults={"state_machine": sm, **fields}
     )
     if created and change.closed:
-        watch.closed(ex.pk)
+        signals.execution_closed.send(sender=__name__, execution_pk=ex.pk)
     return created
 
 

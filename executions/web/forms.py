@@ -11,10 +11,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from . import aws, places
-from .arns import NotAnArn, parse_state_machine_arn
-from .models import ExecutionStatus
-from .queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
+from executions import aws
+from executions.arns import NotAnArn, parse_state_machine_arn
+from executions.models import ExecutionStatus
+from executions.reads import places
+from executions.reads.queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
 
 STATUSES = tuple(ExecutionStatus.values)
 # Long enough for an execution ARN inside an AWS console URL; a name is at

@@ -41,7 +41,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from .models import Execution, ExecutionStatus, StateMachine
+from executions.models import Execution, ExecutionStatus, StateMachine
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Max
 
-from .models import OPEN_STATUSES, Execution, HistoryEvent
+from executions.models import OPEN_STATUSES, Execution, HistoryEvent
 
 # Events that say something went wrong, newest first they point at the cause.
 FAILURE_EVENT_TYPES = (

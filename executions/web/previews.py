@@ -22,10 +22,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import timezone
 
-from .. import incident, progress, queries, ratelimit, status
-from ..arns import NotAnArn, parse_execution_arn
-from ..forms import ExecutionFilterForm
-from ..models import Execution
+from executions.arns import NotAnArn, parse_execution_arn
+from executions.history import progress
+from executions.models import Execution
+from executions.reads import queries
+from executions.sync import freshness
+from executions.text import incident
+from executions.web import ratelimit
+from executions.web.forms import ExecutionFilterForm
 
 View = Callable[..., HttpResponse]
 
@@ -144,7 +148,7 @@ def list_page_preview(request: HttpRequest) -> HttpResponse:
     preview = incident.Preview(
         title=title, description=SIGNED_OUT_LIST_DESCRIPTION, url=page_url(request)
     )
-    return _minimal(request, preview, synced_at=status.current().last_ok_at)
+    return _minimal(request, preview, synced_at=freshness.current().last_ok_at)
 
 
 # The same for every list link, whatever its filters.

@@ -11,7 +11,7 @@ The guard rails, in order:
    page shows the new count and asks again;
 3. the batch is a BulkStop row with one item per execution, created with the
    id of the confirmation form (a second POST finds it and starts nothing);
-4. workers stop the items in chunks of CHUNK through stopping.request_stop,
+4. workers stop the items in chunks of CHUNK through stop.request_stop,
    which re-checks each execution live with AWS first. Its request token is
    uuid5(batch id, execution ARN), so a chunk that runs twice (acks_late, a
    worker that died) sends no second StopExecution. Every AWS call takes its
@@ -36,16 +36,12 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from . import runaways, signals, stopping
-from .arns import NotAnArn, parse_state_machine_arn
-from .models import (
-    OPEN_STATUSES,
-    BulkStop,
-    BulkStopItem,
-    Execution,
-    StopRequest,
-)
-from .queries import Filters, matching
+from executions import signals
+from executions.actions import stop
+from executions.arns import NotAnArn, parse_state_machine_arn
+from executions.models import OPEN_STATUSES, BulkStop, BulkStopItem, Execution, StopRequest
+from executions.reads import runaways
+from executions.reads.queries import Filters, matching
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +302,7 @@ def stop_items(batch_id: uuid.UUID, item_ids: Sequence[int]) -> str:
             _note(item, f"Not sent: {batch.username} no longer exists.")
             continue
         try:
-            attempt = stopping.request_stop(
+            attempt = stop.request_stop(
                 item.execution,
                 user,
                 error=batch.error,
@@ -361,7 +357,7 @@ class Progress:
 def progress(batch: BulkStop) -> Progress:
     """Outcomes so far, in one query."""
     Outcome = StopRequest.Outcome
-    in_flight = Q(stop_request__aws_response=stopping.IN_FLIGHT)
+    in_flight = Q(stop_request__aws_response=stop.IN_FLIGHT)
     counts = batch.items.aggregate(
         stopped=Count("id", filter=Q(stop_request__outcome=Outcome.STOPPED)),
         refused=Count("id", filter=Q(stop_request__outcome=Outcome.REFUSED)),

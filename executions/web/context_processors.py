@@ -5,16 +5,17 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from . import status, stopping
+from executions.actions import stop
+from executions.sync import freshness
 
 
 def permissions(request: HttpRequest) -> dict[str, Any]:
     # `can_stop` instead of `perms.executions.stop_execution`: one query, and
     # only on pages that ask.
-    return {"can_stop": SimpleLazyObject(lambda: stopping.can_stop(request.user))}
+    return {"can_stop": SimpleLazyObject(lambda: stop.can_stop(request.user))}
 
 
 def sync_status(request: HttpRequest) -> dict[str, Any]:
     # Lazy, and shared for a couple of seconds: the bar costs a page its two
     # queries at most once per SHARED_TTL, and none with Redis.
-    return {"sync_status": SimpleLazyObject(status.shared)}
+    return {"sync_status": SimpleLazyObject(freshness.shared)}

@@ -18,10 +18,11 @@ import time
 from django.conf import settings
 from django.http import HttpRequest
 
-from . import budget
-from .lockout import client_ip
-from .middleware import PageError, current_request
-from .models import ApiBucket
+from executions import budget
+from executions.models import ApiBucket
+from executions.web.errors import PageError
+from executions.web.lockout import client_ip
+from executions.web.middleware import current_request
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The events consumer: reads the SQS queue(s) of SFNUI_EVENTS_QUEUE_URL and
-applies each Step Functions status change to the cache (events.py).
+applies each Step Functions status change to the cache (status_changes.py).
 
 Its own process (`python manage.py consume_events`), one thread per queue,
 rather than Celery work: a long poll holds its request open for up to 20 s,
@@ -11,7 +11,7 @@ Nothing is lost and nothing is applied twice, whenever it is killed:
 
 - a message is deleted only after its change is committed; killed before the
   delete, SQS hands it out again when its visibility timeout ends, and the
-  second application is a no-op (events.apply is idempotent);
+  second application is a no-op (status_changes.apply is idempotent);
 - a message's outcome is counted (for /sync/) in the transaction that applies
   it: a message deleted from SQS has always been counted, once per delivery;
 - a message that cannot be read is kept aside (UnreadableEvent, shown on
@@ -37,8 +37,9 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import aws, events
-from .models import EventCount, EventQueue, UnreadableEvent
+from executions import aws
+from executions.models import EventCount, EventQueue, UnreadableEvent
+from executions.sync import status_changes
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,13 @@ class Consumer:
         receives = int(attributes.get("ApproximateReceiveCount") or 1)
         body = str(message.get("Body") or "")
         try:
-            change = events.parse(body)
-        except events.Unreadable as exc:
+            change = status_changes.parse(body)
+        except status_changes.Unreadable as exc:
             batch.outcomes["unreadable"] += 1
             return self._keep_aside(message, receives, f"unreadable: {exc}", batch)
         try:
             with transaction.atomic():
-                outcome = events.apply(change)
+                outcome = status_changes.apply(change)
                 self._count(outcome.value)
         except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc)[:500]}"

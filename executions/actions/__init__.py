@@ -1,0 +1,10 @@
+"""What people do to executions from the dashboard, and its record.
+
+- stop.py: stopping one execution, and the audit of every attempt;
+- bulk.py: guarded bulk stop (the dry run, the batch, the worker side);
+- watch.py: watch claims, and the post to the incident channel when a
+  watched execution finishes.
+
+May import: aws, arns, models, signals (to ask for a task: never tasks.py
+itself), sync, reads and text. Never views or web.
+"""

@@ -1,0 +1,6 @@
+"""When the database is busy (busy.py: a write waits briefly or is skipped)
+or does not answer (unavailable.py: a 503 with Retry-After, and which errors
+say "outage"). Used by the pages (their middleware), the sync and the tasks.
+
+May import Django only: nothing of executions.
+"""

@@ -1,0 +1,8 @@
+"""What the pages read from the cache, as aggregate queries that stay fast on
+millions of rows: the executions list (queries.py), what state machines have
+been doing (activity.py), the runaway finder (runaways.py), and accounts and
+regions (places.py).
+
+Read-only. May import: aws (the configured targets), arns, asl, models,
+history. Never views, web, actions or sync.
+"""

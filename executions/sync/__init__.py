@@ -1,0 +1,16 @@
+"""The sync: keeping the cache (models.py) what AWS says, within a budget.
+
+- flows.py: the five flows (discovery, state machine definitions, listings,
+  executions with their history, an import on demand): AWS pages in,
+  idempotent upserts out;
+- schedule.py: what is due next, claimed by lease; plan.py: how often each
+  state machine is listed, within the API budget (executions/budget.py,
+  which aws.py spends, so it sits beside aws.py); locks.py: locks in the
+  shared cache;
+- status_changes.py: Step Functions' status-change events applied to the
+  cache, and consumer.py, the SQS loop that reads them;
+- freshness.py: how fresh the cache is, for the bar on every page.
+
+May import: aws, arns, asl, models, signals, history (the event rows), and
+each other. Never views, web, actions or tasks (tasks.py calls in).
+"""
