@@ -59,13 +59,19 @@ def redis_down(settings: Any) -> str:
     return url
 
 
+# Room for a loaded machine on top of a timeout the code enforces.
+SLACK = 5.0
+
+
 def test_a_redis_that_is_down_is_named_quickly_and_checked_once_per_interval(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     redis_down(settings)
     started = time.monotonic()
     found = freshness.services()
-    assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + 1
+    # Refused at once; the bound is the check's own timeout plus room for a
+    # loaded machine (without a timeout it would wait for the OS's).
+    assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + SLACK
     assert found.down == ("broker", "shared cache")
     assert found.names == "broker and shared cache"
     assert "Connection refused" in found.error
@@ -99,7 +105,8 @@ def test_a_black_hole_costs_at_most_the_timeout(settings: Any) -> None:
         }
         started = time.monotonic()
         assert freshness.services().down == ("broker", "shared cache")
-        assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + 1
+        # Without the timeout it would wait for an answer that never comes.
+        assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + SLACK
 
 
 def test_the_embedded_broker_is_fine_when_its_folder_is_writable(

@@ -146,7 +146,9 @@ def test_manage_py_sync_exits_0_and_prints_its_calls(
 
 def test_a_hanging_aws_ends_the_cycle_within_one_call_deadline(settings: Any) -> None:
     settings.SFNUI_AWS_CONNECT_TIMEOUT = 0.4
-    settings.SFNUI_AWS_READ_TIMEOUT = 5.0
+    # Far above the deadline, so that the bound below tells them apart with
+    # room for a loaded machine.
+    settings.SFNUI_AWS_READ_TIMEOUT = 30.0
     settings.SFNUI_AWS_CALL_DEADLINE = 2.0
     for i in range(5):
         sm = state_machine_row(f"machine-{i}")
@@ -160,7 +162,7 @@ def test_a_hanging_aws_ends_the_cycle_within_one_call_deadline(settings: Any) ->
             call_command("sync", stdout=StringIO(), stderr=err)
         elapsed = time.monotonic() - started
     # One call found AWS away; the rest of that region was not tried again.
-    assert elapsed < 2.0 + 1.5, elapsed
+    assert elapsed < 2.0 + 5.0, elapsed
     assert "AWS did not answer within 2 s" in err.getvalue()
     assert "skipped 5 state machines and 5 executions of default identity in us-east-1" in (
         err.getvalue()
@@ -184,7 +186,10 @@ def test_a_slow_aws_ends_the_cycle_at_its_deadline_and_says_what_is_left(
     started = time.monotonic()
     call_command("sync", stdout=out, stderr=err)
     elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 1.0, elapsed
+    # That the deadline stopped the cycle is what it says below (some
+    # state machines not listed: what the code decided); the time, with room
+    # for a loaded machine, only that nothing waited far past it.
+    assert elapsed < 1.0 + 5.0, elapsed
     said = re.search(
         r"cycle deadline \(1 s\) reached: (\d+) state machines not listed", out.getvalue()
     )
