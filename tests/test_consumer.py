@@ -394,8 +394,10 @@ def queue_loop(url, stop):  # stands in for a queue's long poll
 consumer._loop = queue_loop
 
 def aim():
-    time.sleep(0.5)
-    (queue_thread,) = [t for t in threading.enumerate() if t.name.startswith("events-")]
+    # Once run() has started the queue's thread, however slow the machine.
+    while not (queues := [t for t in threading.enumerate() if t.name.startswith("events-")]):
+        time.sleep(0.05)
+    (queue_thread,) = queues
     signal.pthread_kill(queue_thread.ident, signal.SIGTERM)
 
 threading.Thread(target=aim, daemon=True).start()

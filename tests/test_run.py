@@ -28,7 +28,7 @@ import pytest
 
 from fakeaws import FakeAwsServer
 from tests.conftest import ROLE
-from tests.helpers import PASS
+from tests.helpers import PASS, wait_for
 
 pytestmark = [
     pytest.mark.worker,
@@ -295,8 +295,8 @@ def test_bin_run_refuses_a_port_in_use(bin_run: list[Run], tmp_path: Path) -> No
         port = busy.getsockname()[1]
         run = start(bin_run, run_env(tmp_path / "var", port))
         assert run.proc.wait(timeout=60) == 1
-    time.sleep(0.2)
-    assert f"port {port} on 127.0.0.1 is in use" in run.output
+    # Its last lines reach run.output through a reader thread: wait for them.
+    wait_for(lambda: f"port {port} on 127.0.0.1 is in use" in run.output, timeout=10)
     assert session_processes(run.proc.pid) == []
 
 
