@@ -7,12 +7,6 @@ from django.db import models
 from django.db.models import Q
 
 OPEN_STATUSES = ("RUNNING", "PENDING_REDRIVE")
-TERMINAL_EVENT_TYPES = (
-    "ExecutionSucceeded",
-    "ExecutionFailed",
-    "ExecutionAborted",
-    "ExecutionTimedOut",
-)
 # How `Execution.sync_error` starts while AWS lists an execution that
 # DescribeExecution does not know yet (AWS is eventually consistent): news
 # on its way, retried shortly, not an error.

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 
-from executions import history
+from executions import event_types, history
 from executions.history import drawing as drawing_mod
 from executions.history.events import describe, one_line, pretty, summary_text
 from executions.history.timeline import Ev, Lane, Span
@@ -84,6 +86,87 @@ def test_the_details_mapping_covers_every_event_type_of_the_service_model() -> N
     # Every details member is used by some type.
     used = {key for key in history.DETAILS_KEY.values() if key}
     assert {m for m in members if m.endswith("EventDetails")} == used
+
+
+def test_the_groups_of_event_types_are_what_the_dashboard_reads() -> None:
+    """The one list's groups, checked against the 62 types by name. Before
+    there was one list, the failure point's own list lacked TaskStateAborted
+    and WaitStateAborted, which the history table's had."""
+    enum = set(_service_model().shape_for("HistoryEventType").enum)
+    assert set(event_types.EVENT_TYPES) == enum
+    assert {
+        "TaskStateAborted",
+        "WaitStateAborted",
+        "FailStateEntered",
+        "EvaluationFailed",
+        "MapRunFailed",
+        "MapIterationAborted",
+        "ExecutionTimedOut",
+    } <= event_types.FAILURE_TYPES
+    assert len(event_types.FAILURE_TYPES) == 26
+    assert not {t for t in event_types.FAILURE_TYPES if "Succeeded" in t or "Started" in t}
+    assert {
+        "ExecutionSucceeded",
+        "ExecutionFailed",
+        "ExecutionAborted",
+        "ExecutionTimedOut",
+    } == event_types.TERMINAL_TYPES
+    assert {
+        "TaskScheduled",
+        "LambdaFunctionScheduled",
+        "ActivityScheduled",
+    } == event_types.TASK_SCHEDULED_TYPES
+    assert {
+        "TaskStarted",
+        "TaskSubmitted",
+        "LambdaFunctionStarted",
+        "ActivityStarted",
+    } == event_types.TASK_ALIVE_TYPES
+    assert {
+        "TaskSucceeded",
+        "LambdaFunctionSucceeded",
+        "ActivitySucceeded",
+    } == event_types.TASK_SUCCEEDED_TYPES
+    assert {
+        "TaskFailed",
+        "TaskStartFailed",
+        "TaskSubmitFailed",
+        "TaskTimedOut",
+        "LambdaFunctionFailed",
+        "LambdaFunctionStartFailed",
+        "LambdaFunctionScheduleFailed",
+        "LambdaFunctionTimedOut",
+        "ActivityFailed",
+        "ActivityScheduleFailed",
+        "ActivityTimedOut",
+    } == event_types.TASK_FAILURE_TYPES
+    assert event_types.TASK_FAILURE_TYPES <= event_types.FAILURE_TYPES
+    assert {
+        "MapIterationStarted",
+        "MapIterationSucceeded",
+        "MapIterationFailed",
+        "MapIterationAborted",
+    } == event_types.ITERATION_TYPES
+
+
+def test_no_module_keeps_a_list_of_event_types_of_its_own() -> None:
+    """Groups of event types live in executions/event_types.py alone: a
+    tuple, list or set literal naming three or more types anywhere else in
+    executions/ is a list that can drift from it."""
+    known = set(event_types.EVENT_TYPES)
+    found = []
+    root = Path(event_types.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts or path.name == "event_types.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                names = [
+                    e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in known
+                ]
+                if len(names) >= 3:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {names}")
+    assert found == []
 
 
 @pytest.mark.parametrize("event_type", sorted(history.DETAILS_KEY))

@@ -8,6 +8,7 @@ import pytest
 from executions.history import progress
 from executions.models import Execution
 from executions.sync import flows
+from tests import factories
 from tests.helpers import FAIL, LONG_WAIT, ORDER_PIPELINE, PAYMENT, wait_until_finished
 
 pytestmark = pytest.mark.django_db
@@ -75,4 +76,26 @@ def test_an_aborted_execution_points_at_the_state_it_was_in(
     point = progress.failure_point(_synced(arn))
     assert point is not None
     assert (point.state_name, point.event_type) == ("Sleep", "ExecutionAborted")
+    assert (point.error, point.cause) == ("Oncall", "runaway")
+
+
+def test_an_execution_stopped_in_a_task_points_at_the_aborted_task() -> None:
+    """AWS ends the state it stops with TaskStateAborted (or WaitStateAborted)
+    before ExecutionAborted. The failure point's list of failure types once
+    lacked those two, and pointed at the execution's end instead."""
+    ex = factories.execution_row(status="ABORTED", error="Oncall", cause="runaway")
+    factories.events(
+        ex,
+        [
+            ("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"}),
+            ("TaskStateEntered", "stateEnteredEventDetails", {"name": "Charge", "input": "{}"}),
+            ("TaskScheduled", "taskScheduledEventDetails", {"resource": "getItem"}),
+            ("TaskStarted", "taskStartedEventDetails", {"resource": "getItem"}),
+            ("TaskStateAborted", "", None),
+            ("ExecutionAborted", "executionAbortedEventDetails", {"error": "Oncall"}),
+        ],
+    )
+    point = progress.failure_point(ex)
+    assert point is not None
+    assert (point.state_name, point.event_id, point.event_type) == ("Charge", 5, "TaskStateAborted")
     assert (point.error, point.cause) == ("Oncall", "runaway")

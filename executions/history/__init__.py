@@ -11,7 +11,8 @@ executions/views/history.py.
 - progress.py  where an execution is: its open states, and where it failed
 - stuck.py     why a running execution is stuck (timeouts, retries, callbacks)
 
-May import: models, asl, arns, and each other. Never sync, actions, web or views.
+May import: models, event_types, asl, arns, and each other. Never sync, actions,
+web or views.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..event_types import DETAILS_KEY, EVENT_TYPES, FAILURE_TYPES
 from ..models import Execution
 from .drawing import Drawing, layout, offset_label, short_duration
-from .events import DETAILS_KEY, EVENT_TYPES, FAILURE_TYPES, describe, details_key_for
+from .events import describe, details_key_for
 from .exports import details_line, iso_ms, json_chunks, text_block, text_chunks
 from .source import batches, skeleton
 from .table import EventRow, event_row

@@ -1,10 +1,10 @@
 """What each history event says, in words: a one-line summary, the detail
 fields, and the payloads (input, output, parameters) to fold away.
 
-Every one of the 62 HistoryEventType values of the Step Functions API has its
-`*EventDetails` member in `DETAILS_KEY` (or none, for the types AWS sends
-without details). A type AWS adds later still renders: its details are read
-generically, key by key.
+Every one of the 62 HistoryEventType values of the Step Functions API (the
+list is in executions/event_types.py, with the `*EventDetails` member each
+carries) is described here. A type AWS adds later still renders: its details
+are read generically, key by key.
 """
 
 from __future__ import annotations
@@ -14,80 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# The `*EventDetails` member AWS sends with each event type; "" for the types
-# that carry none. From the Step Functions service model (HistoryEvent).
-DETAILS_KEY: dict[str, str] = {
-    "ActivityFailed": "activityFailedEventDetails",
-    "ActivityScheduled": "activityScheduledEventDetails",
-    "ActivityScheduleFailed": "activityScheduleFailedEventDetails",
-    "ActivityStarted": "activityStartedEventDetails",
-    "ActivitySucceeded": "activitySucceededEventDetails",
-    "ActivityTimedOut": "activityTimedOutEventDetails",
-    "ChoiceStateEntered": "stateEnteredEventDetails",
-    "ChoiceStateExited": "stateExitedEventDetails",
-    "ExecutionAborted": "executionAbortedEventDetails",
-    "ExecutionFailed": "executionFailedEventDetails",
-    "ExecutionStarted": "executionStartedEventDetails",
-    "ExecutionSucceeded": "executionSucceededEventDetails",
-    "ExecutionTimedOut": "executionTimedOutEventDetails",
-    "FailStateEntered": "stateEnteredEventDetails",
-    "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails",
-    "LambdaFunctionScheduled": "lambdaFunctionScheduledEventDetails",
-    "LambdaFunctionScheduleFailed": "lambdaFunctionScheduleFailedEventDetails",
-    "LambdaFunctionStarted": "",
-    "LambdaFunctionStartFailed": "lambdaFunctionStartFailedEventDetails",
-    "LambdaFunctionSucceeded": "lambdaFunctionSucceededEventDetails",
-    "LambdaFunctionTimedOut": "lambdaFunctionTimedOutEventDetails",
-    "MapIterationAborted": "mapIterationAbortedEventDetails",
-    "MapIterationFailed": "mapIterationFailedEventDetails",
-    "MapIterationStarted": "mapIterationStartedEventDetails",
-    "MapIterationSucceeded": "mapIterationSucceededEventDetails",
-    "MapStateAborted": "",
-    "MapStateEntered": "stateEnteredEventDetails",
-    "MapStateExited": "stateExitedEventDetails",
-    "MapStateFailed": "",
-    "MapStateStarted": "mapStateStartedEventDetails",
-    "MapStateSucceeded": "",
-    "ParallelStateAborted": "",
-    "ParallelStateEntered": "stateEnteredEventDetails",
-    "ParallelStateExited": "stateExitedEventDetails",
-    "ParallelStateFailed": "",
-    "ParallelStateStarted": "",
-    "ParallelStateSucceeded": "",
-    "PassStateEntered": "stateEnteredEventDetails",
-    "PassStateExited": "stateExitedEventDetails",
-    "SucceedStateEntered": "stateEnteredEventDetails",
-    "SucceedStateExited": "stateExitedEventDetails",
-    "TaskFailed": "taskFailedEventDetails",
-    "TaskScheduled": "taskScheduledEventDetails",
-    "TaskStarted": "taskStartedEventDetails",
-    "TaskStartFailed": "taskStartFailedEventDetails",
-    "TaskStateAborted": "",
-    "TaskStateEntered": "stateEnteredEventDetails",
-    "TaskStateExited": "stateExitedEventDetails",
-    "TaskSubmitFailed": "taskSubmitFailedEventDetails",
-    "TaskSubmitted": "taskSubmittedEventDetails",
-    "TaskSucceeded": "taskSucceededEventDetails",
-    "TaskTimedOut": "taskTimedOutEventDetails",
-    "WaitStateAborted": "",
-    "WaitStateEntered": "stateEnteredEventDetails",
-    "WaitStateExited": "stateExitedEventDetails",
-    "MapRunAborted": "",
-    "MapRunFailed": "mapRunFailedEventDetails",
-    "MapRunStarted": "mapRunStartedEventDetails",
-    "MapRunSucceeded": "",
-    "ExecutionRedriven": "executionRedrivenEventDetails",
-    "MapRunRedriven": "mapRunRedrivenEventDetails",
-    "EvaluationFailed": "evaluationFailedEventDetails",
-}
-EVENT_TYPES: tuple[str, ...] = tuple(DETAILS_KEY)
-
-# Something went wrong here: red in the table, and the "failures only" filter.
-FAILURE_TYPES: frozenset[str] = frozenset(
-    t
-    for t in EVENT_TYPES
-    if t.endswith(("Failed", "TimedOut", "Aborted")) or t == "FailStateEntered"
-)
+from ..event_types import DETAILS_KEY, FAILURE_TYPES
 
 # What to say for the types that carry no details (the table's State column
 # names the state).

@@ -11,35 +11,9 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Max
 
+from executions.event_types import FAILURE_TYPES
 from executions.models import OPEN_STATUSES, Execution, HistoryEvent
 
-# Events that say something went wrong, newest first they point at the cause.
-FAILURE_EVENT_TYPES = (
-    "ActivityFailed",
-    "ActivityScheduleFailed",
-    "ActivityTimedOut",
-    "EvaluationFailed",
-    "LambdaFunctionFailed",
-    "LambdaFunctionScheduleFailed",
-    "LambdaFunctionStartFailed",
-    "LambdaFunctionTimedOut",
-    "MapIterationFailed",
-    "MapIterationAborted",
-    "MapRunFailed",
-    "MapRunAborted",
-    "MapStateFailed",
-    "MapStateAborted",
-    "ParallelStateFailed",
-    "ParallelStateAborted",
-    "TaskFailed",
-    "TaskStartFailed",
-    "TaskSubmitFailed",
-    "TaskTimedOut",
-    "FailStateEntered",
-    "ExecutionFailed",
-    "ExecutionTimedOut",
-    "ExecutionAborted",
-)
 # How far back from the end to look for the failure.
 _TAIL = 60
 
@@ -127,7 +101,7 @@ def failure_point(execution: Execution) -> FailurePoint | None:
         return None
     terminal = tail[0]
     cause_event = next(
-        (e for e in tail[1:] if e.type in FAILURE_EVENT_TYPES and e.type != "ExecutionAborted"),
+        (e for e in tail[1:] if e.type in FAILURE_TYPES and e.type != "ExecutionAborted"),
         None,
     )
     anchor = cause_event or terminal
@@ -149,7 +123,7 @@ def failure_point(execution: Execution) -> FailurePoint | None:
 
 def _caught_before(tail: list[HistoryEvent], fail_state: HistoryEvent) -> CaughtFailure | None:
     earlier = [e for e in tail if e.event_id < fail_state.event_id]
-    failed = next((e for e in earlier if e.type in FAILURE_EVENT_TYPES), None)
+    failed = next((e for e in earlier if e.type in FAILURE_TYPES), None)
     if failed is None:
         return None
     state = next(

@@ -15,18 +15,14 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLCompiler
 
+from ..event_types import FAILURE_TYPES, ITERATION_TYPES
 from ..models import Execution, HistoryEvent
-from .events import FAILURE_TYPES, PAYLOAD_KEYS
+from .events import PAYLOAD_KEYS
 from .timeline import Ev
 
 # Which events carry which of the few facts the timeline reads, so that the
 # database extracts them only there (payload-heavy details are parsed once).
-_INDEXED = [
-    "MapIterationStarted",
-    "MapIterationSucceeded",
-    "MapIterationFailed",
-    "MapIterationAborted",
-]
+_INDEXED = sorted(ITERATION_TYPES)
 _NAMED = Q(type__endswith="StateEntered") | Q(type__endswith="StateExited") | Q(type__in=_INDEXED)
 _ERRORS = sorted(FAILURE_TYPES)
 EXPORT_BATCH = 1000

@@ -33,6 +33,13 @@ from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
 
 from executions import asl
+from executions.event_types import (
+    ITERATION_TYPES,
+    TASK_ALIVE_TYPES,
+    TASK_FAILURE_TYPES,
+    TASK_SCHEDULED_TYPES,
+    TASK_SUCCEEDED_TYPES,
+)
 from executions.history.progress import OpenState
 from executions.models import Execution, HistoryEvent
 
@@ -55,33 +62,14 @@ _UNREAD = object()
 # MapStateStarted / MapRunStarted events read to find the ones of an open Map state.
 _HEADS = 20
 
-SCHEDULED = frozenset(("TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"))
-# What a worker or service says while it works: the last sign of life.
-ALIVE = frozenset(("TaskStarted", "TaskSubmitted", "LambdaFunctionStarted", "ActivityStarted"))
-SUCCEEDED = frozenset(("TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"))
-FAILED = frozenset(
-    (
-        "TaskFailed",
-        "TaskStartFailed",
-        "TaskSubmitFailed",
-        "TaskTimedOut",
-        "LambdaFunctionFailed",
-        "LambdaFunctionStartFailed",
-        "LambdaFunctionScheduleFailed",
-        "LambdaFunctionTimedOut",
-        "ActivityFailed",
-        "ActivityScheduleFailed",
-        "ActivityTimedOut",
+# Where an open Task or Wait visit can stand: nothing has followed it yet.
+TIP_TYPES = tuple(
+    sorted(
+        (TASK_SCHEDULED_TYPES | TASK_ALIVE_TYPES | TASK_FAILURE_TYPES)
+        | {"TaskStateEntered", "WaitStateEntered"}
     )
 )
-# Where an open Task or Wait visit can stand: nothing has followed it yet.
-TIP_TYPES = tuple(sorted((SCHEDULED | ALIVE | FAILED) | {"TaskStateEntered", "WaitStateEntered"}))
-ITERATION_EVENTS = (
-    "MapIterationStarted",
-    "MapIterationSucceeded",
-    "MapIterationFailed",
-    "MapIterationAborted",
-)
+ITERATION_EVENTS = sorted(ITERATION_TYPES)
 
 
 # --- What the panel shows ------------------------------------------------------------------
@@ -320,7 +308,7 @@ class TaskEvent:
 def retry_state(state: dict[str, Any], visit: Sequence[TaskEvent]) -> Retry | None:
     """Where a task is in its Retry rules, from the events of one visit of its
     state (in order). None when nothing failed in this visit."""
-    failures = [e for e in visit if e.type in FAILED]
+    failures = [e for e in visit if e.type in TASK_FAILURE_TYPES]
     if not failures:
         return None
     declared = state.get("Retry")
@@ -332,7 +320,7 @@ def retry_state(state: dict[str, Any], visit: Sequence[TaskEvent]) -> Retry | No
         if rule is not None:
             counts[rule] = counts.get(rule, 0) + 1
     last = failures[-1]
-    waiting = visit[-1].type in FAILED
+    waiting = visit[-1].type in TASK_FAILURE_TYPES
     # Every attempt so far ended in one of the failures: this is the next one.
     attempt = len(failures) + 1
     if rule is None:
@@ -391,10 +379,10 @@ def task_report(
         out["last_event_type"] = visit[-1].type
         out["last_event_id"] = visit[-1].event_id
     out["retry"] = retry_state(state, visit)
-    scheduled = next((e for e in reversed(visit) if e.type in SCHEDULED), None)
+    scheduled = next((e for e in reversed(visit) if e.type in TASK_SCHEDULED_TYPES), None)
     attempt_events = visit[visit.index(scheduled) :] if scheduled is not None else []
-    between_attempts = bool(visit) and visit[-1].type in FAILED
-    if scheduled is None or between_attempts or visit[-1].type in SUCCEEDED:
+    between_attempts = bool(visit) and visit[-1].type in TASK_FAILURE_TYPES
+    if scheduled is None or between_attempts or visit[-1].type in TASK_SUCCEEDED_TYPES:
         return out
     timeout = scheduled.timeout
     if timeout is None:
@@ -403,7 +391,7 @@ def task_report(
         out["timeout"] = Clock(scheduled.timestamp, timeout, now, scheduled.event_id)
     else:
         out["unbounded"] = True
-    alive = next((e for e in reversed(attempt_events) if e.type in ALIVE), scheduled)
+    alive = next((e for e in reversed(attempt_events) if e.type in TASK_ALIVE_TYPES), scheduled)
     heartbeat = scheduled.heartbeat
     if heartbeat is None:
         heartbeat = asl.number(state.get("HeartbeatSeconds"))

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from executions.event_types import TASK_ALIVE_TYPES, TASK_FAILURE_TYPES, TASK_SUCCEEDED_TYPES
+
 # Outcomes of a visit, an attempt or a lane.
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -42,22 +44,10 @@ _ATTEMPT_BEGIN = {
     "LambdaFunctionScheduled": "Lambda",
     "ActivityScheduled": "Activity",
 }
-_ATTEMPT_STARTED = frozenset(("TaskStarted", "LambdaFunctionStarted", "ActivityStarted"))
+_ATTEMPT_STARTED = frozenset(t for t in TASK_ALIVE_TYPES if t.endswith("Started"))
 _ATTEMPT_END = {
-    "TaskSucceeded": SUCCEEDED,
-    "LambdaFunctionSucceeded": SUCCEEDED,
-    "ActivitySucceeded": SUCCEEDED,
-    "TaskFailed": FAILED,
-    "TaskStartFailed": FAILED,
-    "TaskSubmitFailed": FAILED,
-    "LambdaFunctionFailed": FAILED,
-    "LambdaFunctionStartFailed": FAILED,
-    "LambdaFunctionScheduleFailed": FAILED,
-    "ActivityFailed": FAILED,
-    "ActivityScheduleFailed": FAILED,
-    "TaskTimedOut": TIMED_OUT,
-    "LambdaFunctionTimedOut": TIMED_OUT,
-    "ActivityTimedOut": TIMED_OUT,
+    **dict.fromkeys(TASK_SUCCEEDED_TYPES, SUCCEEDED),
+    **{t: TIMED_OUT if t.endswith("TimedOut") else FAILED for t in TASK_FAILURE_TYPES},
 }
 _EXECUTION_END = {
     "ExecutionSucceeded": SUCCEEDED,

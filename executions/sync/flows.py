@@ -29,10 +29,10 @@ from django.utils import timezone
 from executions import aws, signals
 from executions.arns import parse_execution_arn, parse_state_machine_arn
 from executions.budget import BudgetExhausted
+from executions.event_types import TERMINAL_TYPES
 from executions.models import (
     OPEN_STATUSES,
     SYNC_LAGGING,
-    TERMINAL_EVENT_TYPES,
     Execution,
     HistoryEvent,
     StateMachine,
@@ -651,7 +651,7 @@ def _fetch_history(ex: Execution, stats: Stats) -> None:
             .first()
             or ""
         )
-    if newest_type in TERMINAL_EVENT_TYPES:
+    if newest_type in TERMINAL_TYPES:
         if ex.status in OPEN_STATUSES:
             # It ended between DescribeExecution and now.
             Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
@@ -668,7 +668,7 @@ def _mark_complete_if_final(ex: Execution) -> None:
         .values_list("type", flat=True)
         .first()
     )
-    if last_type in TERMINAL_EVENT_TYPES and Execution.objects.filter(
+    if last_type in TERMINAL_TYPES and Execution.objects.filter(
         pk=ex.pk, status=ex.status, redrive_count=ex.redrive_count
     ).update(history_complete=True):
         ex.history_complete = True
