@@ -15,12 +15,12 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from django_htmx.middleware import HtmxDetails
 
 from executions.actions import bulk, stop
 from executions.web.auth import can_read_audit, refuse_audit
 from executions.web.common import keep_tz
 from executions.web.forms import ExecutionFilterForm
+from executions.web.htmx import HtmxHttpRequest
 from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
 
 from ..models import BulkStop
@@ -29,10 +29,6 @@ from ..models import BulkStop
 PROGRESS_ROWS = 500
 # The progress page refreshes this often until the batch is done.
 POLL_SECONDS = 2
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 class PickedField(forms.Field):

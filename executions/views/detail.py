@@ -13,7 +13,6 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 from django_htmx.http import reswap, retarget
-from django_htmx.middleware import HtmxDetails
 
 from executions.actions import stop
 from executions.history import progress, stuck
@@ -22,6 +21,7 @@ from executions.text import incident
 from executions.text.payloads import human_size, payload
 from executions.web.common import execution_or_404, sync_sooner
 from executions.web.errors import PageError
+from executions.web.htmx import HtmxHttpRequest
 from executions.web.previews import execution_page_preview, previewable
 from executions.web.watch_panel import panel_context
 
@@ -46,10 +46,6 @@ NO_OUTPUT = {
     "SUCCEEDED": "No output: AWS returned none for this execution.",
 }
 BANNER_CLASS = {"FAILED": "failed", "TIMED_OUT": "timed-out", "ABORTED": "aborted"}
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @previewable(execution_page_preview)

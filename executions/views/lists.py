@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
-from django_htmx.middleware import HtmxDetails
 
 from executions.reads import places, queries
 from executions.web.forms import (
@@ -26,6 +25,7 @@ from executions.web.forms import (
     RegionsField,
     StatusesField,
 )
+from executions.web.htmx import HtmxHttpRequest
 from executions.web.previews import list_page_preview, list_preview, previewable
 
 from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
@@ -35,10 +35,6 @@ from ..models import ExecutionStatus, StateMachine
 POLL_SECONDS = 5
 # "Started in the last ..." shortcuts.
 PRESETS = (("15 m", 15 * 60), ("1 h", 3600), ("6 h", 6 * 3600), ("24 h", 86400), ("7 d", 7 * 86400))
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @dataclass(frozen=True)

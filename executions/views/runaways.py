@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
-from django_htmx.middleware import HtmxDetails
 
 from executions.actions import stop
 from executions.reads import runaways
 from executions.reads.activity import execution_list_url
+from executions.web.htmx import HtmxHttpRequest
 
 from ..models import OPEN_STATUSES
 
 # The page refreshes this often (paused while executions are picked on it).
 POLL_SECONDS = 15
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @require_safe

@@ -8,19 +8,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
-from django_htmx.middleware import HtmxDetails
 
 from executions.actions import watch
 from executions.text import incident
 from executions.web.common import execution_or_404, keep_tz
 from executions.web.errors import PageError
+from executions.web.htmx import HtmxHttpRequest
 from executions.web.watch_panel import panel_context
 
 from ..models import Execution
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @require_http_methods(["GET", "POST"])
