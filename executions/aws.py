@@ -48,24 +48,9 @@ from django.conf import settings
 from executions import budget
 
 from .arns import NotAnArn
+from .redaction import redact
 
 log = logging.getLogger(__name__)
-
-# What an error message may carry that no page or audit row may show: the
-# password of an endpoint or proxy URL (http://user:pw@host), an access key id,
-# and where the configured endpoint or proxy is (botocore names it: 'Could not
-# connect to the endpoint URL: "http://10.0.3.7:4566/"'); the log keeps it.
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s\"']*@")
-_ACCESS_KEY_ID = re.compile(r"\b((?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{4})[A-Z0-9]{12}\b")
-_WHERE = re.compile(r"(?i)\b((?:endpoint|proxy) URL: )\"[^\"]*\"")
-
-
-def redact(text: str) -> str:
-    text = _WHERE.sub(r"\1(not shown)", text)
-    endpoint = settings.SFNUI_AWS_ENDPOINT_URL
-    if endpoint:
-        text = text.replace(endpoint.rstrip("/"), "(the configured endpoint)")
-    return _ACCESS_KEY_ID.sub(r"\1************", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 class AwsError(Exception):

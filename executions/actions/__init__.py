@@ -5,6 +5,6 @@
 - watch.py: watch claims, and the post to the incident channel when a
   watched execution finishes.
 
-May import: aws, arns, models, signals (to ask for a task: never tasks.py
+May import: aws, arns, models, redaction, signals (to ask for a task: never tasks.py
 itself), sync, reads and text. Never views or web.
 """

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from executions import aws, signals
 from executions.models import Execution, StopRequest
+from executions.redaction import redact
 from executions.sync import flows
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ _ANSWERED = "answered"
 
 
 def _internal_error(attempt: StopRequest, ex: Execution, exc: Exception) -> None:
-    what = aws.redact(f"internal error ({type(exc).__name__}: {exc})")
+    what = redact(f"internal error ({type(exc).__name__}: {exc})")
     stage = getattr(attempt, "_sfnui_stage", None)
     if stage == _ANSWERED and not in_flight(attempt):
         # AWS answered and its answer is kept; what failed came after it (the

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from executions.models import EventQueue, Execution, SyncRun
+from executions.redaction import safe_error
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def _check_services() -> tuple[list[str], str]:
             _redis(url).ping()
         except Exception as exc:
             down.extend(name for name in names if name not in down)
-            errors.append(_first_line(exc))
+            errors.append(safe_error(exc))
     return down, errors[0] if errors else ""
 
 
@@ -289,11 +290,3 @@ def _redis(url: str) -> Any:
         socket_timeout=SERVICES_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    # Never a password from a URL: say what failed, not where.
-    text = (str(exc).strip().splitlines() or [""])[0]
-    if "@" in text:
-        text = text.split("@", 1)[-1]
-    return f"{type(exc).__name__}: {text[:200]}"

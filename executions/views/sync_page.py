@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from executions import aws, budget
+from executions.redaction import safe_error
 from executions.sync import consumer, freshness
 from executions.sync import plan as plan_module
 from executions.sync.plan import PlanSummary
-from executions.web.common import safe_error
 
 from ..arns import NotAnArn, parse_execution_arn
 from ..models import EventQueue, Execution, StateMachine, SyncRun, UnreadableEvent
