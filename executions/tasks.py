@@ -16,7 +16,7 @@ from django.utils import timezone
 from executions import signals
 from executions.actions import bulk, watch
 from executions.database import unavailable
-from executions.sync import flows, schedule
+from executions.sync import flows, runs, schedule
 from executions.sync.locks import held
 
 from .models import Execution, StateMachine, SyncRun
@@ -130,7 +130,7 @@ def sync_execution_now(arn: str) -> str:
             return "busy"
         # Throttling is recorded by `recording`; the execution was rescheduled.
         account = flows.account_key(ex.state_machine)
-        with flows.recording(
+        with runs.recording(
             SyncRun.Kind.EXECUTIONS, ex.state_machine.region, account=account
         ) as stats:
             ex.needs_describe = True

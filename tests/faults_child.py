@@ -35,7 +35,7 @@ def barrier(folder: Path, name: str, me: str, other: str) -> None:
 def race(folder: Path, me: str, other: str) -> dict[str, Any]:
     from executions import aws
     from executions.models import Execution, StateMachine
-    from executions.sync import flows
+    from executions.sync import flows, runs
 
     real_history = aws.execution_history
     pages = 0
@@ -58,7 +58,7 @@ def race(folder: Path, me: str, other: str) -> dict[str, Any]:
     barrier(folder, "sync", me, other)
     # What each read before the other wrote anything: both fetch everything.
     for ex in list(Execution.objects.order_by("arn")):
-        with flows.recording("executions", region) as stats:
+        with runs.recording("executions", region) as stats:
             flows.sync_execution(ex, stats)
         total.merge(stats)
     if total.errors:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from executions import aws
 from executions.models import EventQueue, Execution, StateMachine, SyncRun
-from executions.sync import flows, plan, schedule
+from executions.sync import flows, plan, rows, schedule
 from tests import factories
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
 
@@ -251,7 +251,7 @@ def test_reconciliation_counts_what_the_events_missed(
     Execution.objects.all().delete()
     StateMachine.objects.filter(pk=sm.pk).update(list_watermark=None)
     sm.refresh_from_db()
-    later = timezone.now() + flows.EVENTS_GRACE + dt.timedelta(seconds=5)
+    later = timezone.now() + rows.EVENTS_GRACE + dt.timedelta(seconds=5)
     with time_machine.travel(later):
         EventQueue.objects.filter(url=url).update(heartbeat_at=timezone.now())
         stats = flows.list_state_machine(sm)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from executions import tasks
 from executions.models import Execution, StateMachine
-from executions.sync import schedule
+from executions.sync import runs, schedule
 from executions.sync.locks import held
 from tests import factories
 
@@ -256,7 +256,7 @@ def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     written = _timeouts(monkeypatch)
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     monkeypatch.setattr(
-        tasks.sync, "discover_state_machines", lambda region, account, describe: tasks.sync.Stats()
+        tasks.flows, "discover_state_machines", lambda region, account, describe: runs.Stats()
     )
     tasks.discover("us-east-1")
     assert written["discovered:default:us-east-1"] == 3600
@@ -270,9 +270,9 @@ def test_a_discovery_that_failed_is_retried_after_the_lease(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
-    failed = tasks.sync.Stats(errors=["AWS unreachable in ListStateMachines"])
+    failed = runs.Stats(errors=["AWS unreachable in ListStateMachines"])
     monkeypatch.setattr(
-        tasks.sync, "discover_state_machines", lambda region, account, describe: failed
+        tasks.flows, "discover_state_machines", lambda region, account, describe: failed
     )
     tasks.discover("us-east-1")
     cache.delete("discover-claimed:default:us-east-1")  # the lease ends
@@ -345,7 +345,7 @@ def _fails_once(error: Exception) -> tuple[list[tuple[Any, ...]], Any]:
         seen.append(args)
         if len(seen) == 1:
             raise error
-        return tasks.sync.Stats()
+        return runs.Stats()
 
     return seen, run
 
@@ -355,7 +355,7 @@ def test_a_listing_that_met_a_database_outage_is_retried_soon_not_after_the_leas
 ) -> None:
     sm = factories.state_machine_row()
     seen, run = _fails_once(OperationalError("database is locked"))
-    monkeypatch.setattr(tasks.sync, "list_state_machine", run)
+    monkeypatch.setattr(tasks.flows, "list_state_machine", run)
     retries: list[dict[str, Any]] = []
     real_retry = tasks.list_state_machine.retry
 
@@ -376,7 +376,7 @@ def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_o
     slot = schedule.batch_sent("default", "us-east-1")
     assert schedule.in_flight("default", "us-east-1") == 1
     seen, run = _fails_once(OperationalError("database is locked"))
-    monkeypatch.setattr(tasks.sync, "sync_executions", run)
+    monkeypatch.setattr(tasks.flows, "sync_executions", run)
     result = tasks.sync_executions.apply(args=([1, 2], "us-east-1", "default", slot))
     assert result.successful()
     assert len(seen) == 2
@@ -386,7 +386,7 @@ def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_o
 def test_a_bug_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     sm = factories.state_machine_row()
     seen, run = _fails_once(OperationalError("no such column: executions_execution.nope"))
-    monkeypatch.setattr(tasks.sync, "list_state_machine", run)
+    monkeypatch.setattr(tasks.flows, "list_state_machine", run)
     result = tasks.list_state_machine.apply(args=(sm.pk,))
     assert result.failed()
     assert len(seen) == 1

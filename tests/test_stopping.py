@@ -19,7 +19,7 @@ from executions import aws, tasks
 from executions.actions import bulk
 from executions.actions import stop as stopping
 from executions.models import BulkStop, BulkStopItem, Execution, StopRequest
-from executions.sync import flows
+from executions.sync import flows, runs
 from tests.aws_faults import Withholding, refused_url
 from tests.factories import execution_row
 from tests.helpers import LONG_WAIT, PASS, wait_until_finished
@@ -318,7 +318,7 @@ def test_a_broker_that_is_down_leaves_the_resync_due(
     assert cached.sync_due_at is not None
     assert cached.sync_due_at <= timezone.now()
     # And the sync that the scheduler runs later confirms it from AWS.
-    flows.sync_execution(cached, flows.Stats())
+    flows.sync_execution(cached, runs.Stats())
     cached.refresh_from_db()
     assert cached.status == "ABORTED"
     assert cached.history_complete

@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from executions import aws
 from executions.models import Execution, HistoryEvent, StateMachine, SyncRun
-from executions.sync import flows
+from executions.sync import flows, runs
 from tests.helpers import (
     FAIL,
     LONG_WAIT,
@@ -75,9 +75,9 @@ def snapshot() -> dict[str, Any]:
     }
 
 
-def full_cycle() -> flows.Stats:
+def full_cycle() -> runs.Stats:
     """What `manage.py sync` does, as functions."""
-    total = flows.Stats()
+    total = runs.Stats()
     total.merge(flows.discover_state_machines("us-east-1"))
     for sm in StateMachine.objects.all():
         total.merge(flows.list_state_machine(sm))
@@ -189,7 +189,7 @@ def test_a_second_sync_of_a_running_execution_fetches_only_the_new_events(
             yield page
 
     monkeypatch.setattr(aws, "execution_history", spying)
-    stats = flows.Stats()
+    stats = runs.Stats()
     with aws.count_calls() as calls:
         flows.sync_execution(Execution.objects.get(arn=arn), stats)
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from executions import aws, signals
 from executions.models import Execution, StopRequest
 from executions.redaction import redact
-from executions.sync import flows
+from executions.sync import rows
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,9 @@ def _failure_text(exc: aws.AwsError) -> str:
 
 def _store(ex: Execution, live: dict[str, Any]) -> None:
     """Keep what the live re-check said, as the sync would (compare-and-set)."""
-    if not flows._store_description(ex, live):
+    if not rows.store_description(ex, live):
         ex.refresh_from_db()
-        flows._store_description(ex, live)
+        rows.store_description(ex, live)
 
 
 def _record_aborted(ex: Execution, attempt: StopRequest, stop_date: dt.datetime | None) -> None:

@@ -1,7 +1,7 @@
 """Watch: tell the incident channel when a running execution finishes.
 
 Someone presses Watch on a running execution (a `Watch` row). When the sync
-stores a closed status for it (sync/flows.py, through signals.execution_closed), `closed()` hands
+stores a closed status for it (sync/rows.py, through signals.execution_closed), `closed()` hands
 `notify()` to a worker once the transaction commits; the sync itself never
 waits on the webhook. `notify()` claims the execution's open watches by
 compare-and-set (`notification IS NULL` -> this notification), so however

@@ -1,8 +1,11 @@
 """The sync: keeping the cache (models.py) what AWS says, within a budget.
 
 - flows.py: the five flows (discovery, state machine definitions, listings,
-  executions with their history, an import on demand): AWS pages in,
-  idempotent upserts out;
+  executions with their history, an import on demand): AWS pages in;
+  rows.py: AWS answers mapped to rows, idempotent upserts out; runs.py: each
+  run recorded as a SyncRun (its calls, rows and errors); backoff.py: when a
+  state machine is listed again and an execution synced again, backing off
+  while AWS fails;
 - schedule.py: what is due next, claimed by lease; plan.py: how often each
   state machine is listed, within the API budget (executions/budget.py,
   which aws.py spends, so it sits beside aws.py); locks.py: locks in the

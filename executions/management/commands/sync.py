@@ -16,7 +16,7 @@ from django.utils import timezone
 from executions import aws
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
-from executions.sync import flows, plan
+from executions.sync import flows, plan, runs
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--execution", metavar="ARN", help="sync only this execution")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        total = flows.Stats()
+        total = runs.Stats()
         # What the cycle's deadline, or an AWS that cannot be reached, left
         # for the next sync: per (identity key, region), machines and executions.
         self.not_listed: Counter[tuple[str, str]] = Counter()
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if total.errors and not total.executions_synced and not total.state_machines:
             raise CommandError("the sync did nothing: see the errors above")
 
-    def _one_execution(self, arn: str, total: flows.Stats) -> None:
+    def _one_execution(self, arn: str, total: runs.Stats) -> None:
         try:
             parse_execution_arn(arn)
         except NotAnArn as exc:
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
         self._executions([ex.pk], ex.state_machine.region, total, ex.state_machine.account)
 
-    def _cycle(self, state_machine_arn: str | None, total: flows.Stats) -> None:
+    def _cycle(self, state_machine_arn: str | None, total: runs.Stats) -> None:
         if state_machine_arn:
             try:
                 parsed = parse_state_machine_arn(state_machine_arn)
@@ -127,7 +127,7 @@ class Command(BaseCommand):
         for (account, region), pks in by_target.items():
             self._executions(pks, region, total, account)
 
-    def _report_left(self, seconds: float, total: flows.Stats) -> None:
+    def _report_left(self, seconds: float, total: runs.Stats) -> None:
         for key, region in sorted(self.unreachable):
             machines = self.not_listed.pop((key, region), 0)
             executions = self.not_synced.pop((key, region), 0)
@@ -145,7 +145,7 @@ class Command(BaseCommand):
             log.warning("sync: %s", said)
             self.stdout.write(said)
 
-    def _patiently(self, step: Callable[[], flows.Stats], total: flows.Stats) -> flows.Stats:
+    def _patiently(self, step: Callable[[], runs.Stats], total: runs.Stats) -> runs.Stats:
         """Run a step again, after a growing pause, for as long as AWS throttles it."""
         for attempt in range(1, MAX_THROTTLED_BATCHES + 1):
             stats = step()
@@ -160,7 +160,7 @@ class Command(BaseCommand):
             time.sleep(min(2.0**attempt, 30.0))
         raise CommandError("AWS kept throttling; try again later")
 
-    def _executions(self, pks: list[int], region: str, total: flows.Stats, account: str) -> None:
+    def _executions(self, pks: list[int], region: str, total: runs.Stats, account: str) -> None:
         key = aws.key_for(account, region)
         remaining = list(pks)
         throttled_in_a_row = 0
