@@ -1,5 +1,6 @@
 """What an execution looks like in an incident channel: a short Markdown
-summary to paste (copy for incident), and the words of a link preview.
+summary to paste (copy for incident), or to post when a watched execution
+finishes. The words of a link preview are in link_preview.py.
 
 Plain functions of what the pages already read (the execution, where it
 failed or where it is now), so that they cost no query of their own. Times
@@ -33,14 +34,10 @@ CAUSE_LINES = 3
 CAUSE_CHARS = 300
 # Open states named in a summary of a running execution.
 OPEN_STATES_NAMED = 3
-# Preview tags: chat tools cut longer ones anyway.
-PREVIEW_TITLE_CHARS = 200
-PREVIEW_DESCRIPTION_CHARS = 300
 # Causes are at most 32 KiB in AWS; anything larger is not parsed for a summary.
 CAUSE_MAX_PARSE = 64 * 1024
 
-_WHITESPACE = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 _BACKTICKS = re.compile(r"`+")
 # Markdown that plain text must not trigger.
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+|!~])")
@@ -55,14 +52,10 @@ def base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/").rstrip("/")
 
 
-def utc(value: dt.datetime | None) -> str:
+def utc_text(value: dt.datetime | None) -> str:
     if value is None:
         return "—"
     return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
-def utc_minutes(value: dt.datetime) -> str:
-    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def one_line(text: str | None, limit: int) -> str:
@@ -70,7 +63,7 @@ def one_line(text: str | None, limit: int) -> str:
     if not text:
         return ""
     for line in text.splitlines():
-        line = _CONTROL.sub("", line).strip()
+        line = CONTROL.sub("", line).strip()
         if line:
             return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
     return ""
@@ -82,7 +75,7 @@ def first_lines(text: str | None, lines: int, limit: int) -> list[str]:
     out: list[str] = []
     used = 0
     for line in text.splitlines():
-        line = _CONTROL.sub("", line).rstrip()
+        line = CONTROL.sub("", line).rstrip()
         if not line.strip():
             continue
         if used + len(line) > limit:
@@ -116,7 +109,7 @@ def cause_summary(cause: str | None) -> str:
 def code(text: str) -> str:
     """`text` as a Markdown code span, whatever backticks it holds: nothing in
     it is taken for formatting, a link or a mention."""
-    text = _CONTROL.sub("", text).replace("\n", " ")
+    text = CONTROL.sub("", text).replace("\n", " ")
     longest = max((len(m) for m in _BACKTICKS.findall(text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or longest else ""
@@ -125,7 +118,7 @@ def code(text: str) -> str:
 
 def plain(text: str) -> str:
     """Text that Markdown shows as written."""
-    return _MARKDOWN.sub(r"\\\1", _CONTROL.sub("", text))
+    return _MARKDOWN.sub(r"\\\1", CONTROL.sub("", text))
 
 
 def fenced(lines: Sequence[str], indent: str = "") -> list[str]:
@@ -138,7 +131,7 @@ def status_label(status: str) -> str:
     return str(dict(ExecutionStatus.choices).get(status, status))
 
 
-def _duration(ex: Execution, now: dt.datetime) -> float:
+def duration_seconds(ex: Execution, now: dt.datetime) -> float:
     return ((ex.stop_date or now) - ex.start_date).total_seconds()
 
 
@@ -223,7 +216,7 @@ def summary(
             named += f" and {more} more"
         if ex.is_open:
             latest = max(open_states, key=lambda s: s.event_id)
-            since = f" (since {utc(latest.entered_at)})" if len(open_states) == 1 else ""
+            since = f" (since {utc_text(latest.entered_at)})" if len(open_states) == 1 else ""
             lines.append(f"- {place.label}: {named}{since}")
         else:
             lines.append(f"- {place.label}: {named} ({place.detail})")
@@ -243,12 +236,14 @@ def summary(
         lines.extend(fenced(cause, indent="  "))
     if stopped_by:
         lines.append(f"- Stopped by: {plain(stopped_by)} (from sfnui)")
-    lines.append(f"- Started: {utc(ex.start_date)}")
+    lines.append(f"- Started: {utc_text(ex.start_date)}")
     if ex.stop_date is not None:
-        lines.append(f"- Stopped: {utc(ex.stop_date)}")
-        lines.append(f"- Duration: {human_seconds(_duration(ex, now))}")
+        lines.append(f"- Stopped: {utc_text(ex.stop_date)}")
+        lines.append(f"- Duration: {human_seconds(duration_seconds(ex, now))}")
     else:
-        lines.append(f"- Running for: {human_seconds(_duration(ex, now))} (as of {utc(now)})")
+        lines.append(
+            f"- Running for: {human_seconds(duration_seconds(ex, now))} (as of {utc_text(now)})"
+        )
     detail = f"{base}{reverse('execution_detail', args=[ex.arn])}"
     lines.append(f"- sfnui: {detail}")
     if place is not None and place.event_id is not None:
@@ -295,18 +290,18 @@ def why_lines(why: Stuck) -> list[str]:
                 when = "by" if retry.jitter else "at"
                 lines.append(
                     f"- Retrying {name}: {failed}; attempt {retry.attempt}{of} "
-                    f"{when} {utc(retry.next_at)}"
+                    f"{when} {utc_text(retry.next_at)}"
                 )
             elif retry.exhausted:
                 lines.append(f"- {name}: {failed}, no retry left")
             else:
                 lines.append(f"- {name}: on attempt {retry.attempt}{of} ({failed})")
         if r.resume is not None and r.resume.at is not None:
-            lines.append(f"- {name} resumes at {utc(r.resume.at)}")
+            lines.append(f"- {name} resumes at {utc_text(r.resume.at)}")
         if r.callback is not None:
             waits = "a task token" if r.callback.kind == "token" else "an activity worker"
             lines.append(
-                f"- {name} waits for {waits}; last sign of life {utc(r.callback.last_sign_at)}"
+                f"- {name} waits for {waits}; last sign of life {utc_text(r.callback.last_sign_at)}"
             )
         if r.map is not None and not r.map.map_run_arn:
             total = f" of {r.map.total}" if r.map.total is not None else ""
@@ -320,97 +315,3 @@ def why_lines(why: Stuck) -> list[str]:
             f"({why.events.percent_label}): AWS fails the execution at the limit"
         )
     return lines
-
-
-# --- Link previews --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What a chat tool shows for a link: og:title, og:description, og:url.
-    The description's last part, the age of the data, is added where it is
-    rendered (from `synced_at`)."""
-
-    title: str
-    description: str
-    url: str
-
-
-def _squeeze(text: str, limit: int) -> str:
-    text = _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def execution_preview(
-    ex: Execution,
-    *,
-    url: str,
-    now: dt.datetime,
-    failure: FailurePoint | None = None,
-    open_states: Sequence[OpenState] = (),
-) -> Preview:
-    """FAILED · order-pipeline · order-20261126-1542-7f3a · 2 h 13 m, and a
-    line saying where and why. Never the input, output or cause."""
-    took = human_seconds(_duration(ex, now))
-    title = f"{ex.status} · {ex.state_machine.name} · {ex.name} · {took}"
-    parts: list[str] = []
-    place = where(ex, failure, open_states)
-    error = one_line(ex.error if ex.error is not None else (failure.error if failure else ""), 120)
-    if ex.is_open:
-        if place is not None and place.states:
-            latest = max(open_states, key=lambda s: s.event_id)
-            state_type = latest.type.removesuffix("StateEntered")
-            names = ", ".join(place.states[:OPEN_STATES_NAMED])
-            if len(place.states) == 1:
-                in_state = human_seconds((now - latest.entered_at).total_seconds())
-                parts.append(f"In {names} ({state_type}) for {in_state}")
-            else:
-                parts.append(f"In {names}")
-        else:
-            parts.append("Running, between states")
-    else:
-        where_text = f"{place.label} {', '.join(place.states)}" if place and place.states else ""
-        head = where_text or status_label(ex.status)
-        parts.append(f"{head}: {error}" if error else head)
-    parts.append(f"started {utc_minutes(ex.start_date)}")
-    return Preview(
-        title=_squeeze(title, PREVIEW_TITLE_CHARS),
-        description=_squeeze(" · ".join(parts), PREVIEW_DESCRIPTION_CHARS),
-        url=url,
-    )
-
-
-def list_preview(
-    *,
-    url: str,
-    statuses: Sequence[str],
-    state_machine: str,
-    q: str,
-    started_after: dt.datetime | None,
-    started_before: dt.datetime | None,
-    counts: Sequence[tuple[str, int, bool]],
-) -> Preview:
-    """Executions · FAILED · payment-capture, and how many match. `counts` is
-    (status, count, exact) per status for the filters but the status one."""
-    title_parts = ["Executions"]
-    title_parts.append(", ".join(statuses) if statuses else "all statuses")
-    if state_machine:
-        title_parts.append(state_machine)
-    shown = [c for c in counts if not statuses or c[0] in statuses]
-    total = sum(n for _, n, _ in shown)
-    exact = all(e for _, _, e in shown)
-    parts = [f"{total:,}{'' if exact else '+'} matching"]
-    by_status = [f"{status_label(s).lower()} {n:,}{'' if e else '+'}" for s, n, e in shown if n]
-    if by_status:
-        parts[0] += f" ({', '.join(by_status)})"
-    if q:
-        parts.append(f"name contains “{q}”")
-    if started_after:
-        parts.append(f"started at or after {utc_minutes(started_after)}")
-    if started_before:
-        parts.append(f"started before {utc_minutes(started_before)}")
-    return Preview(
-        title=_squeeze(" · ".join(title_parts), PREVIEW_TITLE_CHARS),
-        description=_squeeze(" · ".join(parts), PREVIEW_DESCRIPTION_CHARS),
-        url=url,
-    )

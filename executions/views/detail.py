@@ -17,7 +17,7 @@ from django_htmx.http import reswap, retarget
 from executions.actions import stop
 from executions.history import progress, stuck
 from executions.reads import places
-from executions.text import incident
+from executions.text import incident, link_preview
 from executions.text.payloads import human_size, payload
 from executions.web.common import execution_or_404, sync_sooner
 from executions.web.errors import PageError
@@ -148,7 +148,7 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
         )
     context.update(
         {
-            "preview": incident.execution_preview(
+            "preview": link_preview.execution_preview_text(
                 ex,
                 url=incident.base_url(request) + request.get_full_path(),
                 now=now,

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from executions import history
 from executions.history import progress
 from executions.sync import schedule
-from executions.text import incident
+from executions.text import incident, link_preview
 from executions.web.common import execution_or_404
 from executions.web.errors import PageError
 from executions.web.previews import execution_page_preview, previewable
@@ -174,7 +174,7 @@ def history_page(request: HttpRequest, arn: str) -> HttpResponse:
             "incident": incident.summary(
                 ex, base=base, now=now, failure=failure, open_states=open_states
             ),
-            "preview": incident.execution_preview(
+            "preview": link_preview.execution_preview_text(
                 ex,
                 url=base + request.get_full_path(),
                 now=now,

@@ -27,7 +27,7 @@ from executions.history import progress
 from executions.models import Execution
 from executions.reads import queries
 from executions.sync import freshness
-from executions.text import incident
+from executions.text import incident, link_preview
 from executions.web import ratelimit
 from executions.web.forms import ExecutionFilterForm
 
@@ -72,9 +72,9 @@ def page_url(request: HttpRequest) -> str:
     return incident.base_url(request) + request.get_full_path()
 
 
-def execution_preview(request: HttpRequest, ex: Execution) -> incident.Preview:
+def execution_preview(request: HttpRequest, ex: Execution) -> link_preview.Preview:
     """The preview of an execution page (detail or history); 1 to 3 queries."""
-    return incident.execution_preview(
+    return link_preview.execution_preview_text(
         ex,
         url=page_url(request),
         now=timezone.now(),
@@ -85,7 +85,7 @@ def execution_preview(request: HttpRequest, ex: Execution) -> incident.Preview:
 
 def _minimal(
     request: HttpRequest,
-    preview: incident.Preview | None,
+    preview: link_preview.Preview | None,
     synced_at: Any = None,
     status_code: int = 200,
     message: str = "",
@@ -117,11 +117,11 @@ def execution_page_preview(request: HttpRequest, arn: str) -> HttpResponse:
 
 def list_preview(
     request: HttpRequest, filters: queries.Filters, counts: queries.Counts
-) -> incident.Preview:
+) -> link_preview.Preview:
     name = ""
     if filters.state_machine_arn:
         name = filters.state_machine_arn.rsplit(":", 1)[-1]
-    return incident.list_preview(
+    return link_preview.list_preview_text(
         url=page_url(request),
         statuses=filters.statuses,
         state_machine=name,
@@ -145,7 +145,7 @@ def list_page_preview(request: HttpRequest) -> HttpResponse:
     # The title names the statuses and the state machine of the URL itself
     # (the latter from its ARN, not from the cache).
     title = list_preview(request, filters, queries.Counts()).title
-    preview = incident.Preview(
+    preview = link_preview.Preview(
         title=title, description=SIGNED_OUT_LIST_DESCRIPTION, url=page_url(request)
     )
     return _minimal(request, preview, synced_at=freshness.current().last_ok_at)
