@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from executions import tasks
-from executions.actions import watch
+from executions.actions import watch, webhook
 from executions.models import Execution, SyncRun, Watch, WatchNotification
 from executions.sync import flows
 from executions.text import incident
@@ -246,7 +246,7 @@ def test_a_refusal_that_retrying_cannot_fix_is_not_retried(
 def test_a_webhook_that_hangs_times_out_and_is_retried(
     receiver: Receiver, user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watch, "TIMEOUT", (1.0, 0.3))
+    monkeypatch.setattr(webhook, "TIMEOUT", (1.0, 0.3))
     retries: list[Any] = []
     monkeypatch.setattr(
         tasks.deliver_watch_notification, "apply_async", lambda *a, **k: retries.append((a, k))
@@ -326,7 +326,7 @@ def test_the_slack_text_is_mrkdwn_and_escapes_what_slack_asks() -> None:
         "- Cause:\n  ```\n  x < y & **z**\n  ```\n"
         "_Times in UTC._"
     )
-    assert watch.slack_mrkdwn(markdown) == (
+    assert webhook.slack_mrkdwn(markdown) == (
         "*FAILED* · order_pipeline · `run &lt;1&gt; &amp; 2`\n"
         "• Error: `a*b`\n"
         "• Cause:\n  ```\n  x &lt; y &amp; **z**\n  ```\n"

@@ -2,8 +2,9 @@
 
 - stop.py: stopping one execution, and the audit of every attempt;
 - bulk.py: guarded bulk stop (the dry run, the batch, the worker side);
-- watch.py: watch claims, and the post to the incident channel when a
-  watched execution finishes.
+- watch.py: watch claims, and the notification when a watched execution
+  finishes (claimed once, retried with backoff);
+- webhook.py: the Slack-compatible webhook client that posts it.
 
 May import: aws, arns, models, redaction, signals (to ask for a task: never tasks.py
 itself), sync, reads and text. Never views or web.

@@ -1,29 +1,25 @@
 """Watch: tell the incident channel when a running execution finishes.
 
 Someone presses Watch on a running execution (a `Watch` row). When the sync
-stores a closed status for it (sync/rows.py, through signals.execution_closed), `closed()` hands
-`notify()` to a worker once the transaction commits; the sync itself never
-waits on the webhook. `notify()` claims the execution's open watches by
-compare-and-set (`notification IS NULL` -> this notification), so however
-often the sync sees the finish, and however many workers run, each watch is
-in exactly one post: one message per finish, naming everyone who watched.
+stores a closed status for it (sync/rows.py, through
+signals.execution_closed), `closed()` hands `notify()` to a worker once the
+transaction commits; the sync itself never waits on the webhook. `notify()`
+claims the execution's open watches by compare-and-set (`notification IS
+NULL` -> this notification), so however often the sync sees the finish,
+and however many workers run, each watch is in exactly one post: one
+message per finish, naming everyone who watched.
 
-The post is a Slack-compatible incoming-webhook payload (Slack, Mattermost,
-Rocket.Chat, Discord's /slack endpoint ...): `text` holds the same Markdown
-summary as "copy for incident" (incident.summary_for), and `blocks` the same
-in Slack's own mrkdwn, which Slack shows instead. A failed post is recorded
-and retried with backoff (BACKOFF); a refusal that retrying cannot fix
-(most 4xx) is recorded and not retried.
+The message is the same Markdown summary as "copy for incident"
+(incident.summary_for), posted by webhook.py. A failed post is recorded and
+retried with backoff (BACKOFF); a refusal that retrying cannot fix (most
+4xx) is recorded and not retried.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -31,6 +27,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from executions import signals
+from executions.actions import webhook
 from executions.models import OPEN_STATUSES, Execution, Watch, WatchNotification
 from executions.text import incident
 
@@ -39,16 +36,6 @@ log = logging.getLogger(__name__)
 # Seconds before the 2nd, 3rd and 4th attempt; then it gives up.
 BACKOFF = (10, 60, 300)
 MAX_ATTEMPTS = len(BACKOFF) + 1
-# (connect, read) seconds: a webhook that hangs must not hold a worker.
-TIMEOUT = (3.05, 10.0)
-# Slack cuts a section block's text at 3,000 characters.
-BLOCK_CHARS = 3000
-
-
-class WebhookError(Exception):
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
 
 
 def enabled() -> bool:
@@ -180,9 +167,9 @@ def deliver(notification_pk: int, attempt: int) -> str:
     url: str = settings.SFNUI_WATCH_WEBHOOK_URL
     try:
         if not url:
-            raise WebhookError("SFNUI_WATCH_WEBHOOK_URL is not set", retry=False)
-        post(url, payload(note.text))
-    except WebhookError as exc:
+            raise webhook.WebhookError("SFNUI_WATCH_WEBHOOK_URL is not set", retry=False)
+        webhook.post(url, webhook.payload(note.text))
+    except webhook.WebhookError as exc:
         retry = exc.retry and attempt < MAX_ATTEMPTS
         error = f"attempt {attempt}: {exc}"
         WatchNotification.objects.filter(pk=note.pk).update(
@@ -210,65 +197,3 @@ def _retry_later(notification_pk: int, attempt: int) -> None:
             last_error=f"attempt {attempt} failed, and the retry could not be scheduled "
             f"({type(exc).__name__})",
         )
-
-
-def post(url: str, body: dict[str, Any]) -> None:
-    """POST the payload. The webhook's URL is a secret (Slack's carries its
-    token), so errors name only its host."""
-    host = urlsplit(url).hostname or "the webhook"
-    try:
-        response = requests.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
-    except requests.Timeout:
-        raise WebhookError(f"{host} did not answer in time", retry=True) from None
-    except requests.RequestException as exc:
-        raise WebhookError(
-            f"{host} could not be reached ({type(exc).__name__})", retry=True
-        ) from None
-    if 200 <= response.status_code < 300:
-        return
-    said = re.sub(r"\s+", " ", response.text[:200]).strip()
-    retry = response.status_code == 429 or response.status_code >= 500
-    raise WebhookError(
-        f"{host} answered HTTP {response.status_code}{': ' + said if said else ''}", retry=retry
-    )
-
-
-def payload(markdown: str) -> dict[str, Any]:
-    slack = slack_mrkdwn(markdown)
-    if len(slack) > BLOCK_CHARS:
-        slack = slack[: BLOCK_CHARS - 1] + "…"
-    return {
-        "text": markdown,
-        "mrkdwn": True,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack}}],
-    }
-
-
-# Code: fenced blocks, then code spans (any run of backticks, closed by the same run).
-_CODE = re.compile(r"(```+)(?:.|\n)*?\1|(`+)(?:.|\n)*?\2")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()<>#+|!~])")
-_BULLET = re.compile(r"^(\s*)- ", re.MULTILINE)
-
-
-def slack_mrkdwn(markdown: str) -> str:
-    """The summary's Markdown in Slack's mrkdwn: *bold*, no backslash escapes,
-    • bullets, and &, <, > escaped as Slack asks (code left as it is)."""
-    out: list[str] = []
-    position = 0
-    for match in _CODE.finditer(markdown):
-        out.append(_slack_text(markdown[position : match.start()]))
-        out.append(_slack_escape(match.group(0)))
-        position = match.end()
-    out.append(_slack_text(markdown[position:]))
-    return "".join(out)
-
-
-def _slack_text(text: str) -> str:
-    text = _BULLET.sub(r"\1• ", text)
-    text = _BOLD.sub(r"*\1*", text)
-    return _slack_escape(_ESCAPED.sub(r"\1", text))
-
-
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
