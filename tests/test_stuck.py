@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from executions.history import DETAILS_KEY, progress, stuck
+from executions.history import DETAILS_KEY, progress, stuck, visits
 from executions.models import Execution, HistoryEvent
 from executions.sync import flows
 from tests.conftest import REGION
@@ -188,8 +188,8 @@ def test_each_retry_rule_counts_its_own_errors() -> None:
     ]
     state = {"Type": "Task", "Retry": rules}
 
-    def failure(event_id: int, error: str) -> stuck.TaskEvent:
-        return stuck.TaskEvent(event_id, event_id - 1, at(event_id), "TaskFailed", error=error)
+    def failure(event_id: int, error: str) -> visits.TaskEvent:
+        return visits.TaskEvent(event_id, event_id - 1, at(event_id), "TaskFailed", error=error)
 
     visit = [failure(3, "Throttled"), failure(4, "Throttled"), failure(5, "Boom")]
     retry = stuck.retry_state(state, visit)
@@ -200,7 +200,7 @@ def test_each_retry_rule_counts_its_own_errors() -> None:
     assert retry.delay_seconds == 7
     assert retry.rule == 1
 
-    timed_out = stuck.TaskEvent(6, 5, at(6), "TaskTimedOut", error="States.Timeout")
+    timed_out = visits.TaskEvent(6, 5, at(6), "TaskTimedOut", error="States.Timeout")
     retry = stuck.retry_state(state, [*visit, timed_out])
     # States.TaskFailed does not take a timeout, and nothing else does.
     assert retry is not None
@@ -440,10 +440,10 @@ def test_interleaved_iterations_keep_their_own_retries() -> None:
     f1b = h.add("TaskFailed", retry1, 9, error="Boom")
     ex = h.save()
 
-    visits = stuck.open_visits(ex)["Reserve"]
-    assert [v.entered_id for v in visits] == [t0, t1]  # iteration 2 is done
-    assert [e.event_id for e in visits[0].events] == [s0, f0, retry0]
-    assert [e.event_id for e in visits[1].events] == [s1, f1, retry1, f1b]
+    reserve = visits.open_visits(ex)["Reserve"]
+    assert [v.entered_id for v in reserve] == [t0, t1]  # iteration 2 is done
+    assert [e.event_id for e in reserve[0].events] == [s0, f0, retry0]
+    assert [e.event_id for e in reserve[1].events] == [s1, f1, retry1, f1b]
 
     report = only(analyse(ex, at(10)), "Reserve")
     # The oldest open visit (iteration 0), with its own failures only.

@@ -10,6 +10,7 @@ executions/views/history.py.
 - source.py    reading the cached events in those shapes
 - progress.py  where an execution is: its open states, and where it failed
 - stuck.py     why a running execution is stuck (timeouts, retries, callbacks)
+- visits.py    the open Task / Wait visits and Map iterations stuck.py reads
 
 May import: models, event_types, asl, arns, and each other. Never sync, actions,
 web or views.
