@@ -162,6 +162,35 @@ def test_bad_filters_are_a_400_that_says_which(
     assert complaint in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-31T08:00",  # in the page's zone
+        "2026-01-31",
+        "2026-01-31T08:00:00.123456789Z",  # nanoseconds, as logs write them
+        "20260131T080000+01:00",
+        "01/31/2026 08:00",  # not ISO 8601: refused by both
+        "2026-03-29T02:30",  # does not exist in Berlin: read as the list reads it
+        "9999-12-31T23:59",  # beyond 9999 once in UTC: refused by both
+    ],
+)
+def test_the_audit_reads_a_time_as_the_executions_list_does(text: str) -> None:
+    """One field (web/forms.py IsoDateTimeField) for both forms, each with its
+    own words for a bad value."""
+    from executions.views.stop import AuditFilterForm
+    from executions.web.forms import ExecutionFilterForm
+
+    with timezone.override("America/New_York" if text.startswith("9999") else "Europe/Berlin"):
+        audit = AuditFilterForm({"requested_after": text})
+        listing = ExecutionFilterForm({"started_after": text})
+        assert audit.is_valid() == listing.is_valid()
+    if listing.is_valid():
+        assert audit.cleaned_data["requested_after"] == listing.cleaned_data["started_after"]
+    else:
+        assert str(audit.errors["requested_after"][0]).startswith("Enter a ")
+        assert "is not an ISO 8601 time" in str(listing.errors["started_after"][0])
+
+
 def test_it_pages_by_keyset_without_gaps_or_repeats(
     auditor_client: Client, django_assert_max_num_queries: Any
 ) -> None:

@@ -21,6 +21,7 @@ from executions.history import progress
 from executions.sync import schedule
 from executions.web.auth import audit_readers_only
 from executions.web.common import execution_or_404, keep_tz
+from executions.web.forms import IsoDateTimeField
 from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
 
 from ..arns import NotAnArn, execution_console_url, parse_execution_arn, parse_state_machine_arn
@@ -157,19 +158,11 @@ def _console_url(arn: str) -> str:
 # --- Audit ----------------------------------------------------------------------------
 
 
-class BoundedDateTimeField(forms.DateTimeField):
-    """ISO 8601 (naive times are in the page's zone), within what the database
-    can store once turned into UTC: 9999-12-31T23:00-04:00 is a 400, not a 500."""
-
-    def to_python(self, value: Any) -> dt.datetime | None:
-        result = super().to_python(value)
-        if result is None:
-            return None
-        try:
-            result.astimezone(dt.UTC)
-        except (OverflowError, ValueError):
-            raise forms.ValidationError("Enter a date/time between the years 1 and 9999.") from None
-        return result
+# ISO 8601 like the executions list's, worded as Django's own date fields.
+AUDIT_TIME_ERRORS = {
+    "invalid": "Enter a valid date/time.",
+    "out_of_range": "Enter a date/time between the years 1 and 9999.",
+}
 
 
 class AuditFilterForm(forms.Form):
@@ -179,8 +172,12 @@ class AuditFilterForm(forms.Form):
     )
     state_machine = forms.CharField(max_length=2048, required=False, label="State machine ARN")
     execution = forms.CharField(max_length=2048, required=False, label="Execution ARN")
-    requested_after = BoundedDateTimeField(required=False, label="From")
-    requested_before = BoundedDateTimeField(required=False, label="Until")
+    requested_after = IsoDateTimeField(
+        required=False, label="From", error_messages=AUDIT_TIME_ERRORS
+    )
+    requested_before = IsoDateTimeField(
+        required=False, label="Until", error_messages=AUDIT_TIME_ERRORS
+    )
     batch = forms.UUIDField(required=False, label="Batch id")
     # Keyset pagination: "<requested_at in µs since the epoch>-<id>" of the
     # last row of the previous page.

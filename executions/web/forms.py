@@ -130,28 +130,44 @@ class RegionsField(_RepeatedField):
             raise ValidationError(f"AWS has no region {_shown(item)}", code="invalid")
 
 
+_NOT_ISO = (
+    "%(value)s is not an ISO 8601 time; use e.g. 2024-05-01T14:30:00Z, "
+    "2024-05-01T14:30 (in the page's zone) or 2024-05-01"
+)
+
+
 class IsoDateTimeField(forms.Field):
-    """ISO 8601, with or without a zone. A time without a zone is in the page's
-    zone (?tz=), so that what a person types means what the page shows."""
+    """ISO 8601, with or without a zone, in UTC. A time without a zone is in
+    the page's zone (?tz=), so that what a person types means what the page
+    shows. A time the database could not store once turned into UTC
+    (9999-12-31T23:00-04:00) is refused, a 400 and never a 500.
+
+    The executions list and the API name the bad value and show how to write
+    one; a form may word its own: `error_messages` `invalid` (not a time) and
+    `out_of_range` (beyond the years 1 to 9999 in UTC); `%(value)s` is the
+    value, quoted and cut short."""
+
+    default_error_messages = {"invalid": _NOT_ISO, "out_of_range": _NOT_ISO}
 
     def to_python(self, value: Any) -> dt.datetime | None:
         if value in self.empty_values:
             return None
         text = str(value).strip()
-        problem = ValidationError(
-            f"{_shown(text)} is not an ISO 8601 time; use e.g. 2024-05-01T14:30:00Z, "
-            f"2024-05-01T14:30 (in the page's zone) or 2024-05-01",
-            code="invalid",
-        )
         if len(text) > 64:
-            raise problem
+            raise self._problem("invalid", text)
         try:
             parsed = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", text))
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.get_current_timezone())
+        except (ValueError, OverflowError):
+            raise self._problem("invalid", text) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.get_current_timezone())
+        try:
             return parsed.astimezone(dt.UTC)
         except (ValueError, OverflowError):
-            raise problem from None
+            raise self._problem("out_of_range", text) from None
+
+    def _problem(self, code: str, text: str) -> ValidationError:
+        return ValidationError(self.error_messages[code], code=code, params={"value": _shown(text)})
 
 
 class ExecutionFilterForm(forms.Form):
