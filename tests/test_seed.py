@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from executions.history import DETAILS_KEY
-from executions.management.commands import _seed_data as data
 from executions.models import Execution, HistoryEvent, StateMachine, StopRequest, SyncRun
+from executions.seed import data
 
 # The command commits and, on PostgreSQL, runs VACUUM: outside a test transaction.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,40 +10,24 @@ times), all in one transaction: a failure leaves the database as it was. Then
 VACUUM ANALYZE, so that the planner and index-only scans see what a database
 that grew over a year would show them. Other databases get batched INSERTs.
 
-What the rows hold is in `_seed_data.py`. Executions without a seeded history
-are marked as not fully synced (history_complete false), as they would be
-before the sync has read their history.
+What the rows hold is in executions/seed/data.py, how they are written in
+executions/seed/load.py. Executions without a seeded history are marked as
+not fully synced (history_complete false), as they would be before the sync
+has read their history.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.core.management.color import no_style
 from django.db import connection, transaction
 from django.utils import timezone
 
-from executions.models import (
-    ApiBucket,
-    Execution,
-    HistoryEvent,
-    StateMachine,
-    StopRequest,
-    SyncRun,
-)
-
-from . import _seed_data as data
-
-EXECUTIONS = Execution._meta.db_table
-EVENTS = HistoryEvent._meta.db_table
-# Executions per INSERT where there is no COPY.
-INSERT_BATCH = 2000
+from executions.models import Execution
+from executions.seed import data, load
 
 
 class Command(BaseCommand):
@@ -106,9 +90,9 @@ class Command(BaseCommand):
         self.timings: list[tuple[str, int, float]] = []
         with transaction.atomic():
             if options["reset"]:
-                self._reset()
-            self._seed(plan, big=options["big_history"])
-        self._step("vacuum analyze", self._analyze)
+                load.reset()
+            load.seed(plan, big=options["big_history"], step=self._step, timings=self.timings)
+        self._step("vacuum analyze", load.analyze)
         total = time.monotonic() - started
         rows = sum(count for _, count, _ in self.timings)
         for what, count, seconds in self.timings:
@@ -122,238 +106,9 @@ class Command(BaseCommand):
             f"database {connection.vendor} {connection.settings_dict['NAME']}."
         )
 
-    # --- the steps ----------------------------------------------------------------
-
-    def _seed(self, plan: data.Plan, *, big: bool) -> None:
-        rng = random.Random(plan.seed)
-        machines = self._state_machines(plan)
-        empty = not Execution.objects.exists() and not HistoryEvent.objects.exists()
-        dropped = _drop_indexes([EXECUTIONS, EVENTS]) if empty else []
-        self._step(
-            "executions",
-            lambda: _copy(
-                EXECUTIONS, data.EXECUTION_COLUMNS, data.execution_rows(plan, machines, rng)
-            ),
-        )
-        self._step(
-            "history events", lambda: _copy(EVENTS, data.EVENT_COLUMNS, _histories(plan, rng))
-        )
-        if big:
-            self._step("25,000-event history", lambda: self._big(plan, machines, rng))
-        self._step("history bookkeeping", _mark_histories, counted=False)
-        if dropped:
-            self._step("indexes and constraints", lambda: _rebuild(dropped), counted=False)
-        self._step(
-            "stop requests",
-            lambda: _copy(StopRequest._meta.db_table, data.STOP_COLUMNS, data.stop_rows(plan, rng)),
-        )
-        self._step(
-            "sync runs",
-            lambda: _copy(
-                SyncRun._meta.db_table,
-                data.SYNC_RUN_COLUMNS,
-                data.sync_run_rows(plan, machines, rng),
-            ),
-        )
-        _reset_sequences([Execution, HistoryEvent, StopRequest, SyncRun, StateMachine])
-
-    def _state_machines(self, plan: data.Plan) -> dict[str, int]:
-        now = plan.now
-        rows = []
-        for m in data.MACHINES:
-            rows.append(
-                StateMachine(
-                    arn=m.arn,
-                    name=m.name,
-                    region=m.region,
-                    account=data.ACCOUNT,
-                    definition=data.definition(m),
-                    role_arn=data.ROLE,
-                    creation_date=now - dt.timedelta(days=plan.days + 30),
-                    described_at=now - dt.timedelta(minutes=5),
-                    list_watermark=now - dt.timedelta(seconds=20),
-                    listed_at=now - dt.timedelta(seconds=20),
-                    list_due_at=now + dt.timedelta(seconds=40),
-                    list_interval=60,
-                )
-            )
-        existing = dict(StateMachine.objects.values_list("arn", "id"))
-        StateMachine.objects.bulk_create([r for r in rows if r.arn not in existing])
-        ids = dict(StateMachine.objects.values_list("arn", "id"))
-        self.timings.append(("state machines", len(rows), 0.0))
-        return {m.name: ids[m.arn] for m in data.MACHINES}
-
-    def _big(self, plan: data.Plan, machines: dict[str, int], rng: random.Random) -> int:
-        m = next(x for x in data.MACHINES if x.name == "CatalogImport")
-        start = (plan.now - dt.timedelta(days=20)).replace(hour=2, minute=0, second=0)
-        pk = plan.executions + 1
-        events, seconds = data.big_history_rows(pk, start, rng)
-        stop = start + dt.timedelta(seconds=seconds)
-        name = f"{m.prefix}-{start:%Y%m%d-%H%M}-full-reprocess"
-        row = {
-            "id": pk,
-            "arn": f"arn:aws:states:{m.region}:{data.ACCOUNT}:execution:{m.name}:{name}",
-            "name": name,
-            "state_machine_id": machines[m.name],
-            "status": "SUCCEEDED",
-            "start_date": start,
-            "stop_date": stop,
-            "input": data.padded('{"batch":"reprocess"}', data.MAX_PAYLOAD),
-            "output": '{"reprocessed":3000,"failed":3}',
-            "error": None,
-            "cause": None,
-            "redrive_count": 0,
-            "redrive_date": None,
-            "redrive_status": "NOT_REDRIVABLE",
-            "redrive_status_reason": "Execution is SUCCEEDED and cannot be redriven",
-            "map_run_arn": "",
-            "state_machine_version_arn": "",
-            "state_machine_alias_arn": "",
-            "last_event_id": 0,
-            "history_complete": False,
-            "needs_describe": False,
-            "described_at": stop,
-            "synced_at": stop + dt.timedelta(seconds=5),
-            "sync_due_at": None,
-            "sync_error": "",
-            "sync_failures": 0,
-        }
-        _copy(EXECUTIONS, data.EXECUTION_COLUMNS, [tuple(row[c] for c in data.EXECUTION_COLUMNS)])
-        return _copy(EVENTS, data.EVENT_COLUMNS, events)
-
-    def _reset(self) -> None:
-        models = (HistoryEvent, StopRequest, Execution, SyncRun, StateMachine, ApiBucket)
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in models)
-                cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-            else:
-                for model in models:
-                    table = connection.ops.quote_name(model._meta.db_table)
-                    cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (our table names)
-                if connection.vendor == "sqlite":
-                    # Ids start again from 1, as RESTART IDENTITY does.
-                    for model in models:
-                        cursor.execute(
-                            "DELETE FROM sqlite_sequence WHERE name = %s", [model._meta.db_table]
-                        )
-
-    def _analyze(self) -> int:
-        tables = [m._meta.db_table for m in (Execution, HistoryEvent, StopRequest, SyncRun)]
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                # Sets the visibility map too: index-only scans need it.
-                cursor.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")
-            else:
-                cursor.execute("ANALYZE")
-        return 0
-
     def _step(self, what: str, work: Callable[[], int], *, counted: bool = True) -> None:
         self.stdout.write(f"{what}...")
         self.stdout.flush()
         t0 = time.monotonic()
         count = work()
         self.timings.append((what, count if counted else 0, time.monotonic() - t0))
-
-
-def _histories(plan: data.Plan, rng: random.Random) -> Iterator[tuple[Any, ...]]:
-    for ex in plan.histories:
-        yield from data.history_rows(ex, plan.now, rng)
-
-
-def _copy(table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
-    """Write rows into `table`: COPY on PostgreSQL, batched INSERTs elsewhere."""
-    count = 0
-    connection.ensure_connection()
-    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
-    if connection.vendor == "postgresql":
-        raw: Any = connection.connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-                count += 1
-        return count
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({quoted}) VALUES ({placeholders})"  # noqa: S608 (our names)
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        iterator = iter(rows)
-        while batch := list(itertools.islice(iterator, INSERT_BATCH)):
-            cursor.executemany(
-                sql,
-                [
-                    tuple(adapt(v) if isinstance(v, dt.datetime) else _plain(v) for v in row)
-                    for row in batch
-                ],
-            )
-            count += len(batch)
-    return count
-
-
-def _plain(value: Any) -> Any:
-    # SQLite stores UUIDs as 32 hex digits, as Django does.
-    return value.hex if hasattr(value, "hex") and not isinstance(value, (str, float)) else value
-
-
-def _mark_histories() -> int:
-    """last_event_id and history_complete of the executions that got events."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {EXECUTIONS} SET last_event_id = h.n, "  # noqa: S608 (our names)
-            f"history_complete = {EXECUTIONS}.status NOT IN ('RUNNING', 'PENDING_REDRIVE') "
-            f"FROM (SELECT execution_id, MAX(event_id) AS n FROM {EVENTS} "
-            f"GROUP BY execution_id) AS h WHERE {EXECUTIONS}.id = h.execution_id"
-        )
-        return int(cursor.rowcount)
-
-
-def _reset_sequences(models: list[Any]) -> None:
-    """The next id after the ones written by hand."""
-    statements = connection.ops.sequence_reset_sql(no_style(), models)
-    with connection.cursor() as cursor:
-        for sql in statements:
-            cursor.execute(sql)
-
-
-def _drop_indexes(tables: list[str]) -> list[str]:
-    """Drop the secondary indexes and the unique and foreign key constraints of
-    `tables` (PostgreSQL only), inside the caller's transaction; returns the
-    statements that rebuild them."""
-    if connection.vendor != "postgresql":
-        return []
-    rebuild_indexes: list[str] = []
-    rebuild_constraints: list[str] = []
-    with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = %s::regclass AND contype IN ('u', 'f')",
-                [table],
-            )
-            constraints = cursor.fetchall()
-            cursor.execute(
-                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
-                "AND NOT i.indisprimary AND NOT EXISTS "
-                "(SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-                [table],
-            )
-            indexes = cursor.fetchall()
-            for name, definition in constraints:
-                cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-                rebuild_constraints.append(
-                    f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
-                )
-            for name, definition in indexes:
-                cursor.execute(f'DROP INDEX "{name}"')
-                rebuild_indexes.append(definition)
-    # Indexes first, then constraints (a unique one builds its own index).
-    return rebuild_indexes + rebuild_constraints
-
-
-def _rebuild(statements: list[str]) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        for sql in statements:
-            cursor.execute(sql)
-    return 0
