@@ -503,7 +503,7 @@ def _fast(settings: Any) -> None:
 def _quick_healthz(monkeypatch: pytest.MonkeyPatch) -> None:
     # /healthz checks the shared cache from a thread of its own, which waits
     # for the test's open transaction on SQLite until the check's deadline.
-    monkeypatch.setattr("executions.views.health.CHECK_TIMEOUT", 0.3)
+    monkeypatch.setattr("executions.probes.CHECK_TIMEOUT", 0.3)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from django.db import OperationalError, connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 
-from executions.views import health
+from executions import probes
 from sfnui.celery import app
 
 # The checks run in threads of their own, with their own database
@@ -25,7 +25,7 @@ from sfnui.celery import app
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = reverse("healthz")
-# /healthz answers within its own deadline (health.CHECK_TIMEOUT: a check
+# /healthz answers within its own deadline (probes.CHECK_TIMEOUT: a check
 # that has not answered by then is a failure). The tests allow this much
 # more for a loaded machine: what they guard against is waiting for a
 # connect timeout or SQLite's busy timeout (30 s), not a slow second.
@@ -55,7 +55,7 @@ def test_it_is_ok_without_a_login_and_says_no_more(client: Client) -> None:
     database vendor, broker transport, cache backend or timings."""
     started = time.monotonic()
     response = client.get(URL)
-    assert time.monotonic() - started < health.CHECK_TIMEOUT + SLACK
+    assert time.monotonic() - started < probes.CHECK_TIMEOUT + SLACK
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert "no-cache" in response["Cache-Control"]
@@ -110,7 +110,7 @@ def test_a_writer_holding_the_lock_longer_than_the_check_is_a_503_and_no_check_w
         waiting = [t.name for t in threading.enumerate() if t.name.startswith("healthz-")]
     body = response.json()
     assert response.status_code == 503, body
-    assert took < health.CHECK_TIMEOUT + SLACK
+    assert took < probes.CHECK_TIMEOUT + SLACK
     assert body["database"]["ok"] is False
     assert "cannot be written" in body["database"]["error"]
     assert body["cache"]["ok"] is True
@@ -157,7 +157,7 @@ def test_a_broker_that_is_down_is_a_503(
     broker(f"redis://:s3cret-pass@10.0.0.7:{closed_port()}/5")
     started = time.monotonic()
     response = Client().get(URL)
-    assert time.monotonic() - started < health.CHECK_TIMEOUT + SLACK
+    assert time.monotonic() - started < probes.CHECK_TIMEOUT + SLACK
     assert response.status_code == 503
     assert response.json()["broker"] == {"ok": False}
     assert "10.0.0.7" not in response.content.decode()
@@ -193,7 +193,7 @@ def test_database_errors_are_a_503(viewer_client: Client, monkeypatch: pytest.Mo
             "\tIs the server running on that host and accepting TCP/IP connections?"
         )
 
-    monkeypatch.setitem(health.CHECKS, "database", broken)
+    monkeypatch.setitem(probes.CHECKS, "database", broken)
     assert Client().get(URL).json()["database"] == {"ok": False}
     response = viewer_client.get(URL)
     assert response.status_code == 503
@@ -216,8 +216,8 @@ def test_a_check_that_hangs_is_cut_short(
         over.wait(60)
         return {}
 
-    monkeypatch.setitem(health.CHECKS, "database", hangs)
-    monkeypatch.setattr(health, "CHECK_TIMEOUT", 0.5)
+    monkeypatch.setitem(probes.CHECKS, "database", hangs)
+    monkeypatch.setattr(probes, "CHECK_TIMEOUT", 0.5)
     started = time.monotonic()
     try:
         response = viewer_client.get(URL)
@@ -236,7 +236,7 @@ def test_a_cache_that_is_down_is_reported_but_not_fatal(
     def down() -> dict[str, Any]:
         raise ConnectionError("Error 111 connecting to redis://:pw@10.0.0.9:6379/0")
 
-    monkeypatch.setitem(health.CHECKS, "cache", down)
+    monkeypatch.setitem(probes.CHECKS, "cache", down)
     # Signed out: not the backend, nor the address it could not reach.
     signed_out = Client().get(URL)
     assert signed_out.status_code == 200

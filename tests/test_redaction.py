@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executions import aws
+from executions import aws, probes
 from executions.redaction import redact, safe_error
 from executions.sync import freshness
 
@@ -64,7 +64,7 @@ def test_the_services_check_keeps_no_password(
         def ping(self) -> None:
             raise ConnectionError(f"Error 111 connecting to {url}. Connection refused.")
 
-    monkeypatch.setattr(freshness, "_redis", lambda _url: Down())
+    monkeypatch.setattr(probes, "_redis", lambda _url: Down())
     found = freshness.services()
     assert found.down[0] == "broker"
     assert "hunter2" not in found.error

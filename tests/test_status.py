@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from executions import probes
 from executions.models import EventQueue, SyncRun
 from executions.sync import freshness
 from tests.factories import execution_row
@@ -71,14 +72,14 @@ def test_a_redis_that_is_down_is_named_quickly_and_checked_once_per_interval(
     found = freshness.services()
     # Refused at once; the bound is the check's own timeout plus room for a
     # loaded machine (without a timeout it would wait for the OS's).
-    assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + SLACK
+    assert time.monotonic() - started < probes.SERVICES_TIMEOUT + SLACK
     assert found.down == ("broker", "shared cache")
     assert found.names == "broker and shared cache"
     assert "Connection refused" in found.error
     assert found.since is not None
 
     checks = []
-    monkeypatch.setattr(freshness, "_check_services", lambda: checks.append(1) or ([], ""))
+    monkeypatch.setattr(probes, "services_down", lambda: checks.append(1) or ([], ""))
     assert freshness.services() == found  # reused within SERVICES_TTL
     assert checks == []
     monkeypatch.setattr(freshness, "SERVICES_TTL", 0.0)
@@ -106,7 +107,7 @@ def test_a_black_hole_costs_at_most_the_timeout(settings: Any) -> None:
         started = time.monotonic()
         assert freshness.services().down == ("broker", "shared cache")
         # Without the timeout it would wait for an answer that never comes.
-        assert time.monotonic() - started < freshness.SERVICES_TIMEOUT + SLACK
+        assert time.monotonic() - started < probes.SERVICES_TIMEOUT + SLACK
 
 
 def test_the_embedded_broker_is_fine_when_its_folder_is_writable(

@@ -12,8 +12,10 @@
   shared cache;
 - status_changes.py: Step Functions' status-change events applied to the
   cache, and consumer.py, the SQS loop that reads them;
-- freshness.py: how fresh the cache is, for the bar on every page.
+- freshness.py: how fresh the cache is, for the bar on every page (with
+  whether the broker and the shared cache answer, from probes.py).
 
-May import: aws, arns, asl, models, signals, history (the event rows), and
-each other. Never views, web, actions or tasks (tasks.py calls in).
+May import: aws, arns, asl, models, signals, probes (freshness's broker and
+cache ping), history (the event rows), and each other. Never views, web,
+actions or tasks (tasks.py calls in).
 """

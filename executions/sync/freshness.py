@@ -6,20 +6,17 @@ cache (Redis)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from executions import probes
 from executions.models import EventQueue, Execution, SyncRun
-from executions.redaction import safe_error
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +198,6 @@ def _backlog() -> int:
 # A check is reused by this process for this long: pages do not pay for it
 # each time, and a warning appears within seconds of an outage.
 SERVICES_TTL = 5.0
-# Each check gives up after this long, so a Redis that does not answer (not
-# merely refuses) costs a page at most about this, once per SERVICES_TTL.
-SERVICES_TIMEOUT = 1.0
 
 _services_lock = threading.Lock()
 _services_cache: tuple[float, Services] | None = None
@@ -211,12 +205,12 @@ _services_cache: tuple[float, Services] | None = None
 
 def services() -> Services:
     """Whether the broker and the shared cache answer, checked at most every
-    SERVICES_TTL seconds per process, each check time-bounded."""
+    SERVICES_TTL seconds per process, each check time-bounded (probes.py)."""
     global _services_cache
     cached = _services_cache
     if cached is not None and time.monotonic() - cached[0] < SERVICES_TTL:
         return cached[1]
-    down, error = _check_services()
+    down, error = probes.services_down()
     with _services_lock:
         previous = _services_cache[1] if _services_cache else Services()
         if down:
@@ -247,46 +241,3 @@ def forget_services() -> None:
     """Check again at the next page (tests, and after a configuration change)."""
     global _services_cache
     _services_cache = None
-
-
-def _check_services() -> tuple[list[str], str]:
-    """(names of what is down, first error)."""
-    down: list[str] = []
-    errors: list[str] = []
-    targets: dict[str, list[str]] = {}
-    broker_url = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
-    if broker_url.startswith(("redis://", "rediss://")):
-        targets.setdefault(broker_url, []).append("broker")
-    elif broker_url.startswith("filesystem://"):
-        options: dict[str, Any] = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
-        folder = str(options.get("data_folder_in", ""))
-        if folder and not os.access(folder, os.W_OK):
-            down.append("broker")
-            errors.append(f"the broker's folder {folder} is not writable")
-    cache: dict[str, Any] = dict(settings.CACHES.get("default", {}))
-    if str(cache.get("BACKEND", "")).endswith("RedisCache"):
-        location = cache.get("LOCATION")
-        for url in [location] if isinstance(location, str) else list(location or []):
-            targets.setdefault(str(url), []).append("shared cache")
-    for url, names in targets.items():
-        try:
-            _redis(url).ping()
-        except Exception as exc:
-            down.extend(name for name in names if name not in down)
-            errors.append(safe_error(exc))
-    return down, errors[0] if errors else ""
-
-
-@functools.cache
-def _redis(url: str) -> Any:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    # No retries: redis-py's default (three, with backoff) would multiply the timeout.
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=SERVICES_TIMEOUT,
-        socket_timeout=SERVICES_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
