@@ -581,6 +581,20 @@ def test_the_zone_changes_the_times_and_is_kept_in_the_links(viewer_client: Any)
     assert '<input type="hidden" name="tz" value="Europe/Berlin">' in body
 
 
+def test_an_error_page_keeps_the_zone_in_its_way_back(viewer_client: Any) -> None:
+    """The error page's "Back to the executions" used to drop ?tz= (a plain
+    {% url %}); it is made like every other link now (executions/links.py)."""
+    sm = "arn:aws:states:us-east-1:123456789012:stateMachine:nowhere"
+    response = viewer_client.get(f"/state-machines/{sm}/", {"tz": "Europe/Berlin"})
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert '<a href="/executions/?tz=Europe%2FBerlin">Back to the executions</a>' in body
+    assert '<input type="hidden" name="tz" value="Europe/Berlin">' in body  # the jump box
+    utc = viewer_client.get(f"/state-machines/{sm}/").content.decode()
+    assert '<a href="/executions/">Back to the executions</a>' in utc
+    assert 'name="tz"' not in utc
+
+
 def test_an_unknown_zone_is_a_400(viewer_client: Any) -> None:
     response = viewer_client.get(URL, {"tz": "Mars/Olympus"})
     assert response.status_code == 400

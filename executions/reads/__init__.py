@@ -3,6 +3,7 @@ millions of rows: the executions list (queries.py), what state machines have
 been doing (activity.py), the runaway finder (runaways.py), and accounts and
 regions (places.py).
 
-Read-only. May import: aws (the configured targets), arns, asl, models,
-history. Never views, web, actions or sync.
+Read-only. May import: aws (the configured targets), arns, asl, links
+(?tz= in the chart's links), models, history. Never views, web, actions or
+sync.
 """

@@ -11,13 +11,13 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 
 from django.db.models import Count, Max, Q
 from django.db.models.functions import Trunc
 from django.urls import reverse
 from django.utils import timezone
 
+from executions.links import keep_tz
 from executions.models import OPEN_STATUSES, Execution, ExecutionStatus
 
 WINDOW = dt.timedelta(hours=24)
@@ -278,10 +278,7 @@ def execution_list_url(
         params.append(("started_after", _iso(started_after)))
     if started_before is not None:
         params.append(("started_before", _iso(started_before)))
-    if tz_name != "UTC":
-        params.append(("tz", tz_name))
-    url = reverse("execution_list")
-    return f"{url}?{urlencode(params)}" if params else url
+    return keep_tz(reverse("execution_list"), tz_name, params)
 
 
 def _iso(value: dt.datetime) -> str:

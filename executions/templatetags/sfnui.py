@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
 
 from django import template
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
+
+from executions.links import keep_tz, tz_query
 
 register = template.Library()
 
@@ -17,13 +19,16 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def tz_url(context: template.Context, name: str, *args: Any, **query: Any) -> str:
     """reverse(name, args) plus the page's `?tz=` (and any extra query)."""
-    url = reverse(name, args=args)
-    request = context.get("request")
-    tz_name = getattr(request, "tz_name", "UTC") if request is not None else "UTC"
-    params = {k: v for k, v in query.items() if v not in (None, "")}
-    if tz_name != "UTC":
-        params["tz"] = tz_name
-    return f"{url}?{urlencode(params)}" if params else url
+    params = {k: str(v) for k, v in query.items() if v not in (None, "")}
+    return keep_tz(reverse(name, args=args), context.get("request"), params)
+
+
+@register.simple_tag(takes_context=True)
+def tz_input(context: template.Context) -> str:
+    """A form's hidden `tz` field: the page's zone, kept by a GET form."""
+    return format_html_join(
+        "", '<input type="hidden" name="{}" value="{}">', tz_query(context.get("request")).items()
+    )
 
 
 @register.filter

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -17,8 +16,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from executions.actions import bulk, stop
+from executions.links import keep_tz
 from executions.web.auth import can_read_audit, refuse_audit
-from executions.web.common import keep_tz
 from executions.web.forms import ExecutionFilterForm
 from executions.web.htmx import HtmxHttpRequest
 from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
@@ -223,17 +222,12 @@ def _dry_run_page(
 def _back_url(request: HttpRequest, selection: bulk.Selection) -> str:
     """Where the selection came from: the list with the same filters."""
     if selection.is_picked or selection.in_state is not None:
-        return keep_tz(request, reverse("runaways" if selection.in_state else "execution_list"))
-    params = selection.query()
-    tz_name = getattr(request, "tz_name", "UTC")
-    if tz_name != "UTC":
-        params.append(("tz", tz_name))
-    url = reverse("execution_list")
-    return f"{url}?{urlencode(params)}" if params else url
+        return keep_tz(reverse("runaways" if selection.in_state else "execution_list"), request)
+    return keep_tz(reverse("execution_list"), request, selection.query())
 
 
 def _progress_url(request: HttpRequest, batch_id: uuid.UUID) -> str:
-    return keep_tz(request, reverse("bulk_stop_progress", args=[batch_id]))
+    return keep_tz(reverse("bulk_stop_progress", args=[batch_id]), request)
 
 
 @require_safe

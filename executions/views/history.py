@@ -20,6 +20,7 @@ from django.views.decorators.http import require_safe
 
 from executions import history
 from executions.history import progress
+from executions.links import tz_query
 from executions.sync import schedule
 from executions.text import incident, link_preview
 from executions.web.common import execution_or_404
@@ -80,18 +81,13 @@ def _query(request: HttpRequest, **changes: Any) -> str:
     return f"{request.path}?{urlencode(pairs)}" if pairs else request.path
 
 
-def _tz_query(request: HttpRequest) -> dict[str, str]:
-    tz_name = getattr(request, "tz_name", "UTC")
-    return {"tz": tz_name} if tz_name != "UTC" else {}
-
-
 def _page_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
     now = timezone.now()
     events, timeline = history.timeline_of(ex, now)
     counts = Counter(e.type for e in events)
     base = reverse("execution_history", args=[ex.arn])
-    event_link = f"{base}?{urlencode({**_tz_query(request), 'event': ''})}"
-    detail_link = f"{base}?{urlencode({**_tz_query(request), 'detail': ''})}"
+    event_link = f"{base}?{urlencode({**tz_query(request), 'event': ''})}"
+    detail_link = f"{base}?{urlencode({**tz_query(request), 'detail': ''})}"
     return {
         "execution": ex,
         "timeline": timeline,
@@ -197,7 +193,6 @@ def history_page(request: HttpRequest, arn: str) -> HttpResponse:
             "last_url": _query(request, page=pages, event=None) if page < pages else "",
             "failures_url": _query(request, failures=1, type=None, page=None, event=None),
             "all_url": _query(request, failures=None, type=None, page=None, event=None),
-            "tz_params": _tz_query(request),
             "filtered": bool(selected),
         }
     )
@@ -221,7 +216,7 @@ def _event_page(request: HttpRequest, ex: Execution) -> HttpResponse:
         raise PageError(404, "No such event", f"This execution's history has no event {event_id}.")
     row = history.event_row(ev, ex.start_date, None, preview=None)
     back = reverse("execution_history", args=[ex.arn])
-    back += "?" + urlencode({**_tz_query(request), "event": event_id}) + f"#event-{event_id}"
+    back += "?" + urlencode({**tz_query(request), "event": event_id}) + f"#event-{event_id}"
     return render(
         request,
         "executions/history_event.html",

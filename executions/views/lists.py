@@ -6,16 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from executions.links import keep_tz
 from executions.reads import places, queries
 from executions.web.forms import (
     MAX_QUERY,
@@ -149,15 +149,13 @@ def _jump(request: HttpRequest) -> str | None:
     if not q or len(q) > MAX_QUERY or "\x00" in q:
         return None
     arn = find_execution_arn(q)
-    tz = {"tz": request.tz_name} if request.tz_name != "UTC" else {}  # type: ignore[attr-defined]
     if arn is not None:
-        url = reverse("execution_detail", args=[arn])
-        return f"{url}?{urlencode(tz)}" if tz else url
+        return keep_tz(reverse("execution_detail", args=[arn]), request)
     try:
         sm = parse_state_machine_arn(q.strip())
     except NotAnArn:
         return None
-    return _url(request, {"state_machine": [sm.arn], **{k: [v] for k, v in tz.items()}})
+    return _url(request, {"state_machine": [sm.arn]})
 
 
 def _valid(field: AccountsField | RegionsField, values: list[str]) -> list[str]:
@@ -186,14 +184,8 @@ def _valid_statuses(request: HttpRequest) -> list[str]:
 
 def _url(request: HttpRequest, params: dict[str, list[str]]) -> str:
     """The list with exactly these parameters (and the page's zone)."""
-    query = QueryDict(mutable=True)
-    for key, values in params.items():
-        query.setlist(key, values)
-    tz_name: str = getattr(request, "tz_name", "UTC")
-    if tz_name != "UTC" and "tz" not in params:
-        query["tz"] = tz_name
-    base = reverse("execution_list")
-    return f"{base}?{query.urlencode()}" if query else base
+    pairs = [(key, value) for key, values in params.items() for value in values]
+    return keep_tz(reverse("execution_list"), request, pairs)
 
 
 def _with(request: HttpRequest, **changes: Any) -> str:

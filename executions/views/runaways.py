@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -11,6 +9,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from executions.actions import stop
+from executions.links import keep_tz
 from executions.reads import runaways
 from executions.reads.activity import execution_list_url
 from executions.web.htmx import HtmxHttpRequest
@@ -64,6 +63,4 @@ def bulk_stop_url(tz_name: str, *, state_machine: str, in_state: str | None = No
     params.extend(("status", s) for s in OPEN_STATUSES)
     if in_state is not None:
         params.append(("in_state", in_state))
-    if tz_name != "UTC":
-        params.append(("tz", tz_name))
-    return f"{reverse('bulk_stop')}?{urlencode(params)}"
+    return keep_tz(reverse("bulk_stop"), tz_name, params)

@@ -18,9 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from executions import aws
 from executions.actions import stop
 from executions.history import progress
+from executions.links import keep_tz
 from executions.sync import schedule
 from executions.web.auth import audit_readers_only
-from executions.web.common import execution_or_404, keep_tz
+from executions.web.common import execution_or_404
 from executions.web.forms import IsoDateTimeField
 from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
 
@@ -95,7 +96,7 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         )
         return _confirmation(request, ex, form, status=400)
 
-    detail = keep_tz(request, reverse("execution_detail", args=[ex.arn]))
+    detail = keep_tz(reverse("execution_detail", args=[ex.arn]), request)
     if stop.in_flight(attempt):
         messages.info(
             request,
@@ -121,7 +122,7 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
         return HttpResponseRedirect(detail)
     # FAILED: back to the confirmation, with a fresh form to try again.
     messages.error(request, f"{ex.name} was not stopped. {attempt.aws_response}")
-    return HttpResponseRedirect(keep_tz(request, reverse("execution_stop", args=[ex.arn])))
+    return HttpResponseRedirect(keep_tz(reverse("execution_stop", args=[ex.arn]), request))
 
 
 def _with_fresh_token(request: HttpRequest) -> QueryDict:

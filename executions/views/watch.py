@@ -10,8 +10,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from executions.actions import watch
+from executions.links import keep_tz
 from executions.text import incident
-from executions.web.common import execution_or_404, keep_tz
+from executions.web.common import execution_or_404
 from executions.web.errors import PageError
 from executions.web.htmx import HtmxHttpRequest
 from executions.web.watch_panel import panel_context
@@ -57,7 +58,7 @@ def watch_execution(request: HtmxHttpRequest, arn: str) -> HttpResponse:
         messages.success(request, notice)
     else:
         messages.error(request, notice)
-    return HttpResponseRedirect(keep_tz(request, reverse("execution_detail", args=[ex.arn])))
+    return HttpResponseRedirect(keep_tz(reverse("execution_detail", args=[ex.arn]), request))
 
 
 def _panel(request: HttpRequest, ex: Execution, notice: str, status: int) -> HttpResponse:

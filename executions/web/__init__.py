@@ -5,8 +5,9 @@ oidc.py, lockout.py), rate limits (ratelimit.py), query-string forms
 (previews.py), what the stop pages share (stop_form.py), what the watch
 panel shows (watch_panel.py), the request type of a view that reads
 request.htmx (htmx.py), and what every view needs (common.py: finding an
-execution or state machine, ?tz= in links, syncing a watched execution
-sooner, errors without credentials).
+execution or state machine, syncing a watched execution sooner). ?tz= in
+links is executions/links.py, errors without credentials
+executions/redaction.py: the reads and the sync use them too.
 
 May import anything in executions but views and tasks (it asks for work
 with signals.py). Views import from here, never from each other.

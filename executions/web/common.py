@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from urllib.parse import urlencode
 
 from django.core.cache import cache
-from django.http import HttpRequest
 
 from executions import aws, signals
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
@@ -148,11 +146,6 @@ def _remember_unknown(arn: str) -> None:
         cache.set(_key(arn), 1, timeout=UNKNOWN_ARN_MEMORY)
     except Exception:
         log.warning("shared cache unavailable", exc_info=True)
-
-
-def keep_tz(request: HttpRequest, url: str) -> str:
-    tz_name = getattr(request, "tz_name", "UTC")
-    return f"{url}?{urlencode({'tz': tz_name})}" if tz_name != "UTC" else url
 
 
 def sync_sooner(ex: Execution) -> None:
