@@ -2,7 +2,7 @@
 domain to the task queue.
 
 Domain modules (actions/stop.py, actions/bulk.py, actions/watch.py) and the
-pages (web/common.sync_sooner) send one
+pages (web/common.sync_now) send one
 of these signals where they used to call a task's `.delay()` themselves;
 `executions/tasks.py` connects the receivers that enqueue (connected in
 `ExecutionsConfig.ready()`, so in every process: web, worker, manage.py).
@@ -31,7 +31,7 @@ resync_wanted = Signal()
 
 # Someone is looking at a running execution: sync it once this transaction
 # commits (the scheduler does it if the broker is down). Argument: arn.
-sync_soon_wanted = Signal()
+sync_now_wanted = Signal()
 
 # A watched execution finished: post it to the webhook. Argument: execution_pk.
 watchers_to_notify = Signal()

@@ -182,8 +182,8 @@ def _resync(arn: str, **_: Any) -> None:
     sync_execution_now.delay(arn)
 
 
-@receiver(signals.sync_soon_wanted, dispatch_uid="executions.tasks.sync_soon")
-def _sync_soon(arn: str, **_: Any) -> None:
+@receiver(signals.sync_now_wanted, dispatch_uid="executions.tasks.sync_now")
+def _sync_now(arn: str, **_: Any) -> None:
     sync_execution_now.delay_on_commit(arn)  # type: ignore[attr-defined]
 
 

@@ -256,9 +256,11 @@ def executions_per_tick(account: str = aws.DEFAULT, region: str | None = None) -
     return max(10, int(b.rate * settings.SFNUI_SYNC_TICK + b.capacity / 10))
 
 
-def sync_soon(execution: Execution, within: float | None = None) -> bool:
+def make_due(execution: Execution, within: float | None = None) -> bool:
     """Someone is looking at a running execution: make it due now if it was not
-    synced in the last `within` seconds. Returns whether it was made due.
+    synced in the last `within` seconds, for the scheduler's next tick (nothing
+    is enqueued: web/common.sync_now also asks a worker at once). Returns
+    whether it was made due.
 
     The page never fails on it, nor waits for a lock more than a moment: with
     the database busy (another writer holds SQLite's lock, a long transaction

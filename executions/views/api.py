@@ -14,7 +14,7 @@ from django.utils.cache import add_never_cache_headers
 from executions.reads import queries
 from executions.sync import freshness
 from executions.web.auth import api_view
-from executions.web.common import execution_or_404, sync_sooner
+from executions.web.common import execution_or_404, sync_now
 from executions.web.errors import PageError
 from executions.web.forms import ExecutionFilterForm
 
@@ -68,7 +68,7 @@ def execution_list(request: HttpRequest) -> JsonResponse:
 def execution_detail(request: HttpRequest, arn: str) -> JsonResponse:
     ex = execution_or_404(arn)
     # A script polling a running execution wants fresh data: as for the page.
-    sync_sooner(ex)
+    sync_now(ex)
     age = (timezone.now() - ex.synced_at).total_seconds() if ex.synced_at else None
     response = JsonResponse(
         {

@@ -19,7 +19,7 @@ from executions.history import progress, stuck
 from executions.reads import places
 from executions.text import incident, link_preview
 from executions.text.payloads import human_size, payload
-from executions.web.common import execution_or_404, sync_sooner
+from executions.web.common import execution_or_404, sync_now
 from executions.web.errors import PageError
 from executions.web.htmx import HtmxHttpRequest
 from executions.web.previews import execution_page_preview, previewable
@@ -58,7 +58,7 @@ def execution_detail(request: HtmxHttpRequest, arn: str) -> HttpResponse:
     which = request.GET.get("whole")
     if which is not None:
         return whole_payload(request, ex, which)
-    sync_sooner(ex)
+    sync_now(ex)
     if request.htmx:
         if ex.is_open:
             response = render(request, "executions/_detail_live.html", live_context(request, ex))

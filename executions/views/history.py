@@ -113,7 +113,7 @@ def history_page(request: HttpRequest, arn: str) -> HttpResponse:
         return _event_page(request, ex)
     if ex.is_open:
         # Someone is watching: sync it sooner.
-        schedule.sync_soon(ex)
+        schedule.make_due(ex)
     ctx = _page_context(request, ex)
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "timeline":
         # The running execution's poll: the timeline alone.

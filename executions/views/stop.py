@@ -59,7 +59,7 @@ def stop_execution(request: HttpRequest, arn: str) -> HttpResponse:
     if request.method == "GET":
         # Someone is about to stop it: keep its status fresh meanwhile (the
         # POST checks it live with AWS anyway).
-        schedule.sync_soon(ex)
+        schedule.make_due(ex)
         form = StopForm(
             initial={
                 "error": "sfnui.ManualStop",

@@ -5,7 +5,7 @@ oidc.py, lockout.py), rate limits (ratelimit.py), query-string forms
 (previews.py), what the stop pages share (stop_form.py), what the watch
 panel shows (watch_panel.py), the request type of a view that reads
 request.htmx (htmx.py), and what every view needs (common.py: finding an
-execution or state machine, syncing a watched execution sooner). ?tz= in
+execution or state machine, syncing a watched execution now). ?tz= in
 links is executions/links.py, errors without credentials
 executions/redaction.py: the reads and the sync use them too.
 

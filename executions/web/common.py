@@ -148,13 +148,14 @@ def _remember_unknown(arn: str) -> None:
         log.warning("shared cache unavailable", exc_info=True)
 
 
-def sync_sooner(ex: Execution) -> None:
-    """Someone is watching a running execution: sync it now rather than on its
-    schedule. The page never fails because the broker is down."""
-    if not ex.is_open or not schedule.sync_soon(ex):
+def sync_now(ex: Execution) -> None:
+    """Someone is watching a running execution: make it due (schedule.make_due)
+    and, if it was not already, ask a worker to sync it now rather than at the
+    scheduler's next tick. The page never fails because the broker is down."""
+    if not ex.is_open or not schedule.make_due(ex):
         return
     try:
-        signals.sync_soon_wanted.send(sender=__name__, arn=ex.arn)
+        signals.sync_now_wanted.send(sender=__name__, arn=ex.arn)
     except Exception:
         log.warning(
             "could not enqueue a sync of %s; the scheduler will do it", ex.arn, exc_info=True
