@@ -58,8 +58,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the app writes on its own (SQLite file, embedded broker, beat
 # schedule) lives here, so a checkout stays clean and `rm -r var` resets it.
+# Settings only name folders: each process makes them when Django starts
+# (executions/apps.py), before anything opens them.
 VAR_DIR = Path(env_str("SFNUI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-sfnui-development-key-do-not-use-in-production"  # noqa: S105
 # Set but empty (a .env line left blank) is as good as unset.
@@ -248,8 +249,6 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Where collectstatic puts them (bin/run with DEBUG off, the image build).
 STATIC_ROOT = Path(env_str("SFNUI_STATIC_ROOT", str(BASE_DIR / "staticfiles"))).resolve()
-# WhiteNoise warns on every start without it; `collectstatic` fills it.
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -571,8 +570,6 @@ else:
     # every process on this machine, no server needed (sfnui/broker.py makes
     # its writes atomic).
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
