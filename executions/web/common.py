@@ -11,7 +11,6 @@ from executions import aws, signals
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
 from executions.reads import places
-from executions.redaction import safe_error as safe_error  # for views/health.py (being split)
 from executions.sync import flows, schedule
 from executions.web import ratelimit
 from executions.web.errors import PageError
