@@ -133,3 +133,14 @@ def state_machine_console_url(arn: str) -> str:
         f"{console_host(parsed.partition, parsed.region)}/states/home?region={parsed.region}"
         f"#/statemachines/view/{quote(arn, safe=':/')}"
     )
+
+
+def console_url(arn: str) -> str:
+    """The AWS console's page of an execution or a state machine ARN; "" for
+    anything else, so that a page shows no link rather than failing."""
+    for page in (execution_console_url, state_machine_console_url):
+        try:
+            return page(arn)
+        except NotAnArn:
+            continue
+    return ""

@@ -4,6 +4,7 @@ import pytest
 
 from executions.arns import (
     NotAnArn,
+    console_url,
     execution_console_url,
     find_execution_arn,
     parse_execution_arn,
@@ -71,6 +72,15 @@ def test_console_links_go_to_the_execution_in_its_region() -> None:
         "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/"
     )
     assert CHILD in execution_console_url(CHILD)
+
+
+def test_one_console_link_for_both_kinds_and_none_for_anything_else() -> None:
+    """The stop, detail and state machine pages each had their own try/except."""
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:A"
+    assert console_url(CHILD) == execution_console_url(CHILD)
+    assert console_url(machine).endswith(f"#/statemachines/view/{machine}")
+    assert console_url("arn:aws:states:us-east-1:123456789012:stateMachine:A:prod") == ""
+    assert console_url("orders") == ""
 
 
 def test_state_machine_arns_refuse_qualifiers_and_executions() -> None:

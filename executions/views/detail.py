@@ -25,7 +25,7 @@ from executions.web.htmx import HtmxHttpRequest
 from executions.web.previews import execution_page_preview, previewable
 from executions.web.watch_panel import panel_context
 
-from ..arns import NotAnArn, execution_console_url, state_machine_console_url
+from ..arns import console_url, execution_console_url
 from ..models import Execution
 
 log = logging.getLogger(__name__)
@@ -182,16 +182,9 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             else NO_OUTPUT.get(ex.status, "No output."),
             "account_name": places.identity_name(ex.state_machine.account, ex.state_machine.region),
             "console_url": execution_console_url(ex.arn),
-            "state_machine_console_url": _state_machine_console_url(ex.state_machine.arn),
+            "state_machine_console_url": console_url(ex.state_machine.arn),
             "can_stop": ex.is_open and stop.can_stop(request.user),
             "watch": panel_context(request, ex),
         }
     )
     return context
-
-
-def _state_machine_console_url(arn: str) -> str:
-    try:
-        return state_machine_console_url(arn)
-    except NotAnArn:
-        return ""

@@ -21,7 +21,7 @@ from executions.sync.plan import PlanSummary
 from executions.web.common import state_machine_or_404
 from executions.web.forms import AccountsField, RegionsField
 
-from ..arns import NotAnArn, state_machine_console_url
+from ..arns import console_url
 from ..models import Execution, StateMachine, SyncRun
 
 RECENT_EXECUTIONS = 20
@@ -146,7 +146,7 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "recent": recent,
         "failed_runs": failed_runs,
         "definition": _pretty(sm.definition),
-        "console_url": _console_url(sm.arn),
+        "console_url": console_url(sm.arn),
         "can_stop": stop.can_stop(request.user),
     }
     return render(request, "executions/state_machine_detail.html", context)
@@ -167,10 +167,3 @@ def _pretty(definition: str) -> str:
         return json.dumps(json.loads(definition), indent=2, ensure_ascii=False)
     except ValueError:
         return definition
-
-
-def _console_url(arn: str) -> str:
-    try:
-        return state_machine_console_url(arn)
-    except NotAnArn:
-        return ""

@@ -25,7 +25,7 @@ from executions.web.common import execution_or_404
 from executions.web.forms import IsoDateTimeField
 from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_permission
 
-from ..arns import NotAnArn, execution_console_url, parse_execution_arn, parse_state_machine_arn
+from ..arns import NotAnArn, console_url, parse_execution_arn, parse_state_machine_arn
 from ..models import Execution, StopRequest
 from ..templatetags.sfnui import when
 
@@ -143,17 +143,10 @@ def _confirmation(
         "open_states": progress.open_states(ex),
         "form": form,
         "attempts": attempts,
-        "console_url": _console_url(ex.arn),
+        "console_url": console_url(ex.arn),
         "now": timezone.now(),
     }
     return render(request, "executions/stop.html", context, status=status)
-
-
-def _console_url(arn: str) -> str:
-    try:
-        return execution_console_url(arn)
-    except NotAnArn:
-        return ""
 
 
 # --- Audit ----------------------------------------------------------------------------
