@@ -6,6 +6,6 @@
   finishes (claimed once, retried with backoff);
 - webhook.py: the Slack-compatible webhook client that posts it.
 
-May import: aws, arns, models, redaction, signals (to ask for a task: never tasks.py
-itself), sync, reads and text. Never views or web.
+May import: aws, arns, models, redaction, times, signals (to ask for a
+task: never tasks.py itself), sync, reads and text. Never views or web.
 """

@@ -42,6 +42,7 @@ from executions.arns import NotAnArn, parse_state_machine_arn
 from executions.models import OPEN_STATUSES, BulkStop, BulkStopItem, Execution, StopRequest
 from executions.reads import runaways
 from executions.reads.queries import Filters, matching
+from executions.times import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,9 @@ class Selection:
         if f.q:
             params.append(("q", f.q))
         if f.started_after:
-            params.append(("started_after", _iso(f.started_after)))
+            params.append(("started_after", iso_z(f.started_after)))
         if f.started_before:
-            params.append(("started_before", _iso(f.started_before)))
+            params.append(("started_before", iso_z(f.started_before)))
         if self.in_state is not None:
             params.append(("in_state", self.in_state))
         return params
@@ -117,8 +118,8 @@ class Selection:
             "accounts": list(f.accounts),
             "regions": list(f.regions),
             "q": f.q,
-            "started_after": _iso(f.started_after) if f.started_after else None,
-            "started_before": _iso(f.started_before) if f.started_before else None,
+            "started_after": iso_z(f.started_after) if f.started_after else None,
+            "started_before": iso_z(f.started_before) if f.started_before else None,
             "in_state": self.in_state,
         }
 
@@ -375,10 +376,6 @@ def _state_machine_name(arn: str) -> str:
         return parse_state_machine_arn(arn).name
     except NotAnArn:
         return arn
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _utc(value: dt.datetime) -> str:

@@ -4,6 +4,6 @@ been doing (activity.py), the runaway finder (runaways.py), and accounts and
 regions (places.py).
 
 Read-only. May import: aws (the configured targets), arns, asl, links
-(?tz= in the chart's links), models, history. Never views, web, actions or
-sync.
+(?tz= in the chart's links), times, models, history. Never views, web,
+actions or sync.
 """

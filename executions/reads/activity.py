@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from executions.links import keep_tz
 from executions.models import OPEN_STATUSES, Execution, ExecutionStatus
+from executions.times import iso_z
 
 WINDOW = dt.timedelta(hours=24)
 # Closed this way, an execution counts against the failure rate.
@@ -275,11 +276,7 @@ def execution_list_url(
         params.append(("state_machine", state_machine))
     params.extend(("status", s) for s in status)
     if started_after is not None:
-        params.append(("started_after", _iso(started_after)))
+        params.append(("started_after", iso_z(started_after, seconds=True)))
     if started_before is not None:
-        params.append(("started_before", _iso(started_before)))
+        params.append(("started_before", iso_z(started_before, seconds=True)))
     return keep_tz(reverse("execution_list"), tz_name, params)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from executions.links import keep_tz, tz_query
+from executions.times import iso_z
 
 register = template.Library()
 
@@ -50,7 +51,7 @@ def when_precise(value: dt.datetime | None) -> str:
 
 @register.filter
 def iso(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else ""
+    return iso_z(value) if value else ""
 
 
 def human_seconds(seconds: float) -> str:

@@ -13,6 +13,7 @@ from django.utils.cache import add_never_cache_headers
 
 from executions.reads import queries
 from executions.sync import freshness
+from executions.times import iso_z
 from executions.web.auth import api_view
 from executions.web.common import execution_or_404, sync_now
 from executions.web.errors import PageError
@@ -24,9 +25,7 @@ from ..models import Execution
 
 def _time(value: dt.datetime | None) -> str | None:
     """ISO 8601 in UTC, as AWS prints it."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return iso_z(value) if value is not None else None
 
 
 def _row(request: HttpRequest, ex: Execution) -> dict[str, Any]:

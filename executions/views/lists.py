@@ -17,6 +17,7 @@ from django.views.decorators.http import require_safe
 
 from executions.links import keep_tz
 from executions.reads import places, queries
+from executions.times import iso_z
 from executions.web.forms import (
     MAX_QUERY,
     STATUSES,
@@ -323,9 +324,7 @@ def _presets(request: HttpRequest) -> list[tuple[str, str]]:
             label,
             _with(
                 request,
-                started_after=(now - dt.timedelta(seconds=seconds))
-                .isoformat()
-                .replace("+00:00", "Z"),
+                started_after=iso_z(now - dt.timedelta(seconds=seconds)),
                 started_before=None,
             ),
         )
