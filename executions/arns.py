@@ -144,3 +144,11 @@ def console_url(arn: str) -> str:
         except NotAnArn:
             continue
     return ""
+
+
+def state_machine_name(arn: str) -> str:
+    """A state machine ARN's name, for a label; anything else as it is."""
+    try:
+        return parse_state_machine_arn(arn).name
+    except NotAnArn:
+        return arn

@@ -9,6 +9,7 @@ from executions.arns import (
     find_execution_arn,
     parse_execution_arn,
     parse_state_machine_arn,
+    state_machine_name,
 )
 
 STANDARD = "arn:aws:states:us-east-1:123456789012:execution:OrderPipeline:run-42"
@@ -91,3 +92,9 @@ def test_state_machine_arns_refuse_qualifiers_and_executions() -> None:
         parse_state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:A:prod")
     with pytest.raises(NotAnArn):
         parse_state_machine_arn(STANDARD)
+
+
+def test_a_state_machine_is_labelled_by_its_name_or_the_text_given() -> None:
+    assert state_machine_name("arn:aws:states:us-east-1:123456789012:stateMachine:A") == "A"
+    assert state_machine_name("orders") == "orders"
+    assert state_machine_name("") == ""

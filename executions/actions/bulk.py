@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from executions import signals
 from executions.actions import stop
-from executions.arns import NotAnArn, parse_state_machine_arn
+from executions.arns import state_machine_name
 from executions.models import OPEN_STATUSES, BulkStop, BulkStopItem, Execution, StopRequest
 from executions.reads import runaways
 from executions.reads.queries import Filters, matching
@@ -131,7 +131,7 @@ class Selection:
         f = self.filters
         parts: list[str] = []
         if f.state_machine_arn:
-            parts.append(f"of {_state_machine_name(f.state_machine_arn)}")
+            parts.append(f"of {state_machine_name(f.state_machine_arn)}")
         else:
             parts.append("of every state machine")
         if f.accounts:
@@ -369,13 +369,6 @@ def progress(batch: BulkStop) -> Progress:
         waiting=Count("id", filter=Q(stop_request__isnull=True, note="")),
     )
     return Progress(**{k: int(v or 0) for k, v in counts.items()})
-
-
-def _state_machine_name(arn: str) -> str:
-    try:
-        return parse_state_machine_arn(arn).name
-    except NotAnArn:
-        return arn
 
 
 def _utc(value: dt.datetime) -> str:

@@ -29,7 +29,7 @@ from executions.web.forms import (
 from executions.web.htmx import HtmxHttpRequest
 from executions.web.previews import list_page_preview, list_preview, previewable
 
-from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn
+from ..arns import NotAnArn, find_execution_arn, parse_state_machine_arn, state_machine_name
 from ..models import ExecutionStatus, StateMachine
 
 # The rows refresh this often while any of them runs.
@@ -261,7 +261,7 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
         out.append(
             ActiveFilter(
                 "State machine",
-                _state_machine_name(filters.state_machine_arn),
+                state_machine_name(filters.state_machine_arn),
                 _with(request, state_machine=None),
             )
         )
@@ -305,15 +305,6 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
 def _local(value: dt.datetime) -> str:
     local = timezone.localtime(value)
     return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
-
-
-def _state_machine_name(arn: str) -> str:
-    if not arn:
-        return ""
-    try:
-        return parse_state_machine_arn(arn).name
-    except NotAnArn:
-        return arn
 
 
 def _presets(request: HttpRequest) -> list[tuple[str, str]]:
