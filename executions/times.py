@@ -1,12 +1,22 @@
-"""A time written for machines and links: ISO 8601 in UTC with a Z, as AWS
-prints it. The JSON API, the `iso` template filter, the links that carry a
-time (the list's presets, the activity chart's, the bulk stop's selection)
-all write it so. Imports nothing of executions.
+"""Times and durations in words, the same on pages, in messages and in
+the text made for chat:
+
+- `iso_z`: for machines and links, ISO 8601 in UTC with a Z, as AWS prints
+  it (the JSON API, the `iso` template filter, the links that carry a time:
+  the list's presets, the activity chart's, the bulk stop's selection);
+- `when`: for people, in the active zone with the zone named (the `when`
+  template filter, and the messages the views write);
+- `human_seconds`: a duration as people say it (the `seconds`, `ago` and
+  `duration` template helpers, the incident summary, link previews).
+
+Imports nothing of executions: template tags, text and views all use it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+
+from django.utils import timezone
 
 
 def iso_z(value: dt.datetime, *, seconds: bool = False) -> str:
@@ -15,3 +25,28 @@ def iso_z(value: dt.datetime, *, seconds: bool = False) -> str:
     if seconds:
         value = value.replace(microsecond=0)
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def when(value: dt.datetime | None) -> str:
+    """An absolute time in the active zone, with the zone named."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def human_seconds(seconds: float) -> str:
+    """3 s, 4 m 5 s, 2 h 13 m, 3 d 4 h: two units at most, as people say it."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s".replace(".0 s", " s")
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs} s" if secs else f"{minutes} m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} m" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

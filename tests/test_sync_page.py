@@ -26,7 +26,7 @@ from executions.models import (
     UnreadableEvent,
 )
 from executions.sync import plan
-from executions.templatetags.sfnui import human_seconds
+from executions.times import human_seconds
 from tests.factories import execution_row, state_machine_row
 
 pytestmark = pytest.mark.django_db

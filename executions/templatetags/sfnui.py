@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from executions.links import keep_tz, tz_query
-from executions.times import iso_z
+from executions.times import human_seconds, iso_z, when
 
 register = template.Library()
 
@@ -32,13 +32,7 @@ def tz_input(context: template.Context) -> str:
     )
 
 
-@register.filter
-def when(value: dt.datetime | None) -> str:
-    """An absolute time in the active zone, with the zone named."""
-    if value is None:
-        return "—"
-    local = timezone.localtime(value)
-    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+register.filter("when", when)
 
 
 @register.filter
@@ -52,23 +46,6 @@ def when_precise(value: dt.datetime | None) -> str:
 @register.filter
 def iso(value: dt.datetime | None) -> str:
     return iso_z(value) if value else ""
-
-
-def human_seconds(seconds: float) -> str:
-    """3 s, 4 m 5 s, 2 h 13 m, 3 d 4 h: two units at most, as people say it."""
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s".replace(".0 s", " s")
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs} s" if secs else f"{minutes} m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} m" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 @register.filter

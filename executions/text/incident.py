@@ -21,12 +21,12 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from executions.arns import NotAnArn, execution_console_url
+from executions.arns import console_url
 from executions.history import progress
 from executions.history.progress import FailurePoint, OpenState
 from executions.history.stuck import Stuck
 from executions.models import Execution, ExecutionStatus, StopRequest
-from executions.templatetags.sfnui import human_seconds
+from executions.times import human_seconds
 
 # How much of an error and a cause a summary carries.
 ERROR_CHARS = 200
@@ -140,13 +140,6 @@ def event_url(base: str, ex: Execution, event_id: int) -> str:
     return f"{base}{path}?{urlencode({'event': event_id})}#event-{event_id}"
 
 
-def _console(ex: Execution) -> str:
-    try:
-        return execution_console_url(ex.arn)
-    except NotAnArn:
-        return ""
-
-
 @dataclass(frozen=True)
 class Where:
     """Where it went wrong (a finished execution) or where it is (a running one)."""
@@ -248,7 +241,7 @@ def summary(
     lines.append(f"- sfnui: {detail}")
     if place is not None and place.event_id is not None:
         lines.append(f"- {place.event_label.capitalize()}: {event_url(base, ex, place.event_id)}")
-    console = _console(ex)
+    console = console_url(ex.arn)
     if console:
         lines.append(f"- AWS console: {console}")
     lines.append("_Times in UTC._")

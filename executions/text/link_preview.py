@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from executions.history.progress import FailurePoint, OpenState
 from executions.models import Execution
-from executions.templatetags.sfnui import human_seconds
 from executions.text.incident import (
     CONTROL,
     OPEN_STATES_NAMED,
@@ -22,6 +21,7 @@ from executions.text.incident import (
     status_label,
     where,
 )
+from executions.times import human_seconds
 
 # Preview tags: chat tools cut longer ones anyway.
 PREVIEW_TITLE_CHARS = 200

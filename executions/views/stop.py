@@ -27,7 +27,7 @@ from executions.web.stop_form import CAUSE_MAX, ERROR_MAX, default_cause, stop_p
 
 from ..arns import NotAnArn, console_url, parse_execution_arn, parse_state_machine_arn
 from ..models import Execution, StopRequest
-from ..templatetags.sfnui import when
+from ..times import when
 
 AUDIT_PAGE_SIZE = 50
 # Earlier attempts on the same execution, shown above the confirmation.
