@@ -8,6 +8,8 @@ module level and inside functions alike):
 - no view module imports another view module;
 - executions/aws.py is the only module of executions/ and sfnui/ that imports
   boto3 or botocore;
+- each package or top-level module imports only those of lower layers
+  (LAYERS, below);
 - template tags neither import executions.models nor run queries (no
   `.objects`): a tag renders what the view put in its context.
 """
@@ -186,4 +188,51 @@ def test_template_tags_run_no_queries() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr == "objects":
                 offenders.append(f"{module}:{node.lineno} uses .objects")
+    assert offenders == []
+
+
+# The layers of executions/, lowest first (docs/architecture.md draws them).
+# A unit (a package, or a top-level module) imports only units of lower
+# layers: never one of its own layer, never one above. A new module must be
+# placed here, in the layer its imports put it.
+LAYERS: list[set[str]] = [
+    # Foundations: import nothing of executions.
+    {"models", "arns", "asl", "event_types", "signals", "links", "times", "redaction", "database"},
+    # Read the cache's rows, or the API budget kept in it.
+    {"budget", "history", "seed"},
+    # The edges to AWS and to the services.
+    {"aws", "probes"},
+    # What the pages read, the sync, and executions in words.
+    {"reads", "sync", "text"},
+    # What people do to executions.
+    {"actions"},
+    # The ways in: tasks (the only enqueuer), the HTTP edge, the admin,
+    # manage.py's commands, template tags.
+    {"tasks", "web", "admin", "management", "templatetags"},
+    # Pages, and the app's start (it connects tasks' receivers).
+    {"views", "apps"},
+    {"urls"},
+]
+
+
+def test_every_unit_has_a_layer() -> None:
+    placed = set().union(*LAYERS)
+    units = {_unit(m).removeprefix("executions.") for m in executions_graph()}
+    assert units - {"executions"} - placed == set()
+    assert placed - units == set()
+
+
+def test_each_unit_imports_only_lower_layers() -> None:
+    layer = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    offenders = []
+    for module, path in MODULES.items():
+        if module.split(".")[0] != "executions" or module == "executions":
+            continue
+        mine = _unit(module).removeprefix("executions.")
+        for target, line in _imported(module, path):
+            if target not in MODULES or target == "executions":
+                continue
+            theirs = _unit(target).removeprefix("executions.")
+            if theirs != mine and layer.get(theirs, -1) >= layer.get(mine, -1):
+                offenders.append(f"{module}:{line} imports {target} ({mine} -> {theirs})")
     assert offenders == []
