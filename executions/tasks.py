@@ -46,7 +46,9 @@ def sync_tick() -> dict[str, int]:
 @shared_task(acks_late=True)
 def discover(region: str, account: str = "default") -> str:
     stats = flows.discover_state_machines(region, account, describe=False)
-    if not stats.errors:
+    if stats.errors:
+        schedule.discovery_failed(region, account)
+    else:
         schedule.discovered(region, account)
     # Definitions in small batches, between the listings rather than before them.
     for start in range(0, len(stats.to_describe), DESCRIBE_BATCH):

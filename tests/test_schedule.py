@@ -248,6 +248,30 @@ def test_a_discovery_whose_worker_died_is_claimed_again_after_the_lease(
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
 
 
+def test_a_discovery_that_failed_is_claimed_again_soon_not_after_the_lease(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A throttled or unreachable discovery: a fresh install would otherwise
+    know no state machine for a whole lease (CI saw a minute-long throttling
+    storm pass with the three discovery calls all throttled, and no retry)."""
+    settings.SFNUI_SYNC_LEASE = 120
+    settings.SFNUI_DISCOVER_INTERVAL = 3600
+    written = _timeouts(monkeypatch)
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
+    assert written["discover-claimed:default:us-east-1"] == 120
+    monkeypatch.setattr(
+        tasks.flows,
+        "discover_state_machines",
+        lambda region, account, describe: runs.Stats(errors=["ThrottlingException"]),
+    )
+    tasks.discover("us-east-1", "default")
+    assert written["discover-claimed:default:us-east-1"] == schedule.DISCOVERY_RETRY_SECONDS
+    assert "discovered:default:us-east-1" not in written
+    assert schedule.claim_due_work().discoveries == []  # not before the retry
+    cache.delete("discover-claimed:default:us-east-1")  # the retry's time comes
+    assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
+
+
 def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,7 +50,7 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
         # for the rest: a discovery whose worker died (or that failed) is
         # claimed again when it ends, not a whole interval later.
         if cache.get(_discovered_key(t.key, region)) is None and cache.add(
-            f"discover-claimed:{t.key}:{region}", 1, timeout=settings.SFNUI_SYNC_LEASE
+            _discovery_claim_key(t.key, region), 1, timeout=settings.SFNUI_SYNC_LEASE
         ):
             work.discoveries.append((t.key, region))
         work.state_machines.extend(_claim_listings(t.key, region, now, until))
@@ -203,8 +203,25 @@ def discovered(region: str, account: str = aws.DEFAULT) -> None:
     cache.set(_discovered_key(account, region), 1, timeout=settings.SFNUI_DISCOVER_INTERVAL)
 
 
+# A discovery that failed (throttled, AWS unreachable) is handed out again
+# this soon rather than when its lease ends: until one goes through, a fresh
+# install knows no state machine, and a throttling storm is when it matters.
+DISCOVERY_RETRY_SECONDS = 15
+
+
+def discovery_failed(region: str, account: str = aws.DEFAULT) -> None:
+    """The discovery ended with an error: claimed again after
+    DISCOVERY_RETRY_SECONDS (or the lease, if that is shorter)."""
+    retry = min(DISCOVERY_RETRY_SECONDS, settings.SFNUI_SYNC_LEASE)
+    cache.set(_discovery_claim_key(account, region), 1, timeout=retry)
+
+
 def _discovered_key(account: str, region: str) -> str:
     return f"discovered:{account}:{region}"
+
+
+def _discovery_claim_key(account: str, region: str) -> str:
+    return f"discover-claimed:{account}:{region}"
 
 
 def claim_flagged(
