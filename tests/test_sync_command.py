@@ -171,27 +171,39 @@ def test_a_hanging_aws_ends_the_cycle_within_one_call_deadline(settings: Any) ->
     assert 1 <= sum(endpoint.arrived.values()) <= 2, (endpoint.arrived, err.getvalue())
 
 
+# (1 s, 1.6 s): the deadline runs out in the middle of the first listing, as
+# it did on a loaded CI machine with (0.3 s, 1 s), where it was then reported
+# as "AWS unreachable" and not as the deadline.
+@pytest.mark.parametrize(("latency", "deadline"), [(0.3, 1.0), (1.0, 1.6)])
 def test_a_slow_aws_ends_the_cycle_at_its_deadline_and_says_what_is_left(
-    fake_aws: Any, make_state_machine: Callable[..., str], settings: Any
+    fake_aws: Any,
+    make_state_machine: Callable[..., str],
+    settings: Any,
+    latency: float,
+    deadline: float,
 ) -> None:
-    for i in range(8):
+    for i in range(12):
         make_state_machine(f"machine-{i}", PASS)
     call_command("sync", stdout=StringIO(), stderr=StringIO())
-    assert StateMachine.objects.count() == 8
-    fake_aws.app.configure(faults={"latency_seconds": 0.3})
+    assert StateMachine.objects.count() == 12
+    fake_aws.app.configure(faults={"latency_seconds": latency})
     settings.SFNUI_AWS_CONNECT_TIMEOUT = 0.2
-    settings.SFNUI_SYNC_CYCLE_DEADLINE = 1.0
+    settings.SFNUI_SYNC_CYCLE_DEADLINE = deadline
     StateMachine.objects.update(list_due_at=timezone.now())
     out, err = StringIO(), StringIO()
     started = time.monotonic()
     call_command("sync", stdout=out, stderr=err)
     elapsed = time.monotonic() - started
-    # That the deadline stopped the cycle is what it says below (some
-    # state machines not listed: what the code decided); the time, with room
-    # for a loaded machine, only that nothing waited far past it.
-    assert elapsed < 1.0 + 5.0, elapsed
+    # That the deadline stopped the cycle is what it says below (state
+    # machines not listed: what the code decided; how many depends on the
+    # machine's speed, and a call the deadline cut is the deadline's, not
+    # "AWS unreachable"); the time, with room for a loaded machine, only that
+    # nothing waited far past it.
+    assert elapsed < deadline + 5.0, elapsed
     said = re.search(
-        r"cycle deadline \(1 s\) reached: (\d+) state machines not listed", out.getvalue()
+        rf"cycle deadline \({deadline:g} s\) reached: (\d+) state machines not listed",
+        out.getvalue(),
     )
-    assert said, out.getvalue()
-    assert 0 < int(said.group(1)) < 8
+    assert said, (out.getvalue(), err.getvalue())
+    assert 1 <= int(said.group(1)) <= 12
+    assert "AWS unreachable: skipped" not in err.getvalue()

@@ -104,7 +104,7 @@ class Command(BaseCommand):
                     stats = self._patiently(
                         functools.partial(flows.discover_state_machines, region, t.key), total
                     )
-                    if stats.unreachable:
+                    if stats.unreachable and not aws.out_of_time():
                         self.unreachable.add((t.key, region))
                 machines.extend(plan.machines(t.key, region))
         for sm in machines:
@@ -113,7 +113,9 @@ class Command(BaseCommand):
                 self.not_listed[place] += 1
                 continue
             stats = self._patiently(functools.partial(flows.list_state_machine, sm), total)
-            if stats.unreachable:
+            # A call the cycle's deadline cut short is the deadline's doing,
+            # reported as such below, not AWS being unreachable.
+            if stats.unreachable and not aws.out_of_time():
                 self.unreachable.add(place)
         # Everything that was due when the cycle started; running executions
         # come due again later, in the next cycle.
