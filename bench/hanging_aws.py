@@ -92,7 +92,7 @@ def run(machines: int) -> dict[str, Any]:
 
     from executions.models import Execution, StopRequest
     from fakeaws import FakeAwsServer
-    from tests.aws_faults import Withholding, silent
+    from tests.support.aws_faults import Withholding, silent
 
     results: dict[str, Any] = {
         "settings": {

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.kill_worker                 # 100 kills
     .venv/bin/python -m bench.kill_worker --kills 30      # a quicker look
 
-tests/test_faults_worker_killed.py, with more kills and a report. The
+tests/faults/test_worker_killed.py, with more kills and a report. The
 endpoint (`python -m fakeaws`, its own process) holds a few histories of
 thousands of events, a few dozen medium ones and some that grow while the
 kills happen, and new ones keep starting (so that there is always work to be
@@ -67,7 +67,7 @@ def main() -> None:
     from django.utils import timezone
 
     from executions.models import Execution, HistoryEvent, StateMachine
-    from tests.helpers import (
+    from tests.support.helpers import (
         FAIL,
         PAYMENT,
         assert_cache_equals_aws,

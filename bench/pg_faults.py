@@ -7,7 +7,7 @@ hit, the connection pool exhausted.
 A database and a role of its own (created, and dropped at the end), the fake
 endpoint (`python -m fakeaws`, its own process), a real worker with beat and
 gunicorn (1 process, 4 threads). The web server and the worker reach
-PostgreSQL through a TCP proxy in this process (tests/tcp_proxy.py): the
+PostgreSQL through a TCP proxy in this process (tests/support/tcp_proxy.py): the
 machine's PostgreSQL serves others and is never restarted.
 
 While executions start on AWS every half second, reader threads (each signed
@@ -148,8 +148,8 @@ def run(
     from django.contrib.auth import get_user_model
 
     from executions.models import Execution, StateMachine, StopRequest, SyncRun
-    from tests.tcp_proxy import TcpProxy
-    from tests.workers import Processes, WebServer
+    from tests.support.tcp_proxy import TcpProxy
+    from tests.support.workers import Processes, WebServer
 
     get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
     sfn = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url=endpoint)

@@ -42,7 +42,7 @@ def main() -> None:
     from executions import aws
     from executions.models import Execution
     from fakeaws import FakeAwsServer
-    from tests.helpers import FAIL, PASS, ticking
+    from tests.support.helpers import FAIL, PASS, ticking
 
     reset_cache_tables()
     settings.SFNUI_REGIONS = ["us-east-1"]

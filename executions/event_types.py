@@ -5,7 +5,7 @@ attempt). Every module that asks "what kind of event is this?" asks here.
 The list is the 62 values of `HistoryEventType` in the Step Functions service
 model, each with the `*EventDetails` member AWS sends with it. botocore's
 model has the names but not which member goes with which type, so the mapping
-is written out, and tests/test_history_model.py holds it to the model both
+is written out, and tests/history/test_history_model.py holds it to the model both
 ways (every type of the model here, every member named here in the model).
 The groups are derived from the list by rule, never listed by hand.
 

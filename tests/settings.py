@@ -18,5 +18,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A test database of this run's own: two runs side by side (a developer's
     # and an editor's, or two checkouts) must not share one file. Processes
-    # the tests start get its name from the test run (tests/workers.py).
+    # the tests start get its name from the test run (tests/support/workers.py).
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from executions.models import Execution, HistoryEvent, StateMachine, StopRequest, SyncRun
-from tests.factories import events, execution_row, state_machine_row
+from tests.support.factories import events, execution_row, state_machine_row
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from executions import aws, budget
-from tests.aws_faults import refused_url, silent
-from tests.helpers import LONG_WAIT, PASS, wait_until_finished
+from tests.support.aws_faults import refused_url, silent
+from tests.support.helpers import LONG_WAIT, PASS, wait_until_finished
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,8 @@ from executions import aws
 from executions.actions import stop
 from executions.models import Execution, StopRequest
 from executions.sync import flows
-from tests.aws_faults import Withholding, silent
-from tests.helpers import LONG_WAIT
+from tests.support.aws_faults import Withholding, silent
+from tests.support.helpers import LONG_WAIT
 
 pytestmark = pytest.mark.django_db
 

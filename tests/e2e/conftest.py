@@ -35,7 +35,7 @@ from executions.models import Execution
 from fakeaws import FakeAwsServer
 from tests.conftest import REGION, ROLE
 from tests.e2e.worker import Worker
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

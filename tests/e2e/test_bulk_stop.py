@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from executions.models import BulkStop, StopRequest
 from tests.e2e.conftest import AwsWorld, path_of, signed_in, synced
 from tests.e2e.worker import Worker
-from tests.helpers import LONG_WAIT, wait_for
+from tests.support.helpers import LONG_WAIT, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from executions.models import Execution, HistoryEvent
 from tests.e2e.conftest import AwsWorld, path_of, signed_in, synced
 from tests.e2e.worker import Worker
-from tests.helpers import ORDER_PIPELINE, PASS, PAYMENT, wait_until_finished
+from tests.support.helpers import ORDER_PIPELINE, PASS, PAYMENT, wait_until_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

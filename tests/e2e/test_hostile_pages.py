@@ -1,5 +1,5 @@
 """Every page and export in Chromium, with hostile content in every field
-(tests/hostile.py), under the real Content-Security-Policy:
+(tests/support/hostile.py), under the real Content-Security-Policy:
 
 - no script of the content runs: no dialog, no `window.__xss`, no element or
   attribute it would create;
@@ -24,8 +24,16 @@ from django.contrib.auth.models import Permission
 from playwright.sync_api import Dialog, Page, expect
 
 from tests.e2e.conftest import signed_in
-from tests.hostile import CAUSE_MAX, IMG, LINK, MIXED, SCRIPT, HostileWorld, make_hostile_world
-from tests.test_hostile_content import html_pages
+from tests.support.hostile import (
+    CAUSE_MAX,
+    IMG,
+    LINK,
+    MIXED,
+    SCRIPT,
+    HostileWorld,
+    make_hostile_world,
+)
+from tests.web.test_hostile_content import html_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -20,7 +20,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from executions.models import Execution, HistoryEvent
 from tests.e2e.conftest import AwsWorld, signed_in, synced
 from tests.e2e.worker import Worker
-from tests.helpers import PAYMENT, wait_for, wait_until_finished
+from tests.support.helpers import PAYMENT, wait_for, wait_until_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from executions.models import Execution, StopRequest
 from tests.e2e.conftest import AwsWorld, Gate, path_of, signed_in, synced
 from tests.e2e.worker import Worker
-from tests.helpers import LONG_WAIT, PASS, wait_until_finished
+from tests.support.helpers import LONG_WAIT, PASS, wait_until_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

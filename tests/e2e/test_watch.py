@@ -18,8 +18,8 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import AwsWorld, signed_in, synced
 from tests.e2e.worker import Worker
-from tests.helpers import wait_for
-from tests.webhook import Receiver
+from tests.support.helpers import wait_for
+from tests.support.webhook import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from sfnui.celery import app as celery_app
-from tests.workers import Processes
+from tests.support.workers import Processes
 
 # Fast enough that a journey never waits long for the sync.
 FAST_SYNC = {
