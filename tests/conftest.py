@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -54,7 +54,8 @@ def _patient_flush() -> None:
     flush = BaseDatabaseOperations.execute_sql_flush
     retried = {"40P01", "55P03", "57014"}  # deadlock, lock timeout, statement timeout
 
-    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
+        sql_list = list(sql_list)
         if self.connection.vendor == "postgresql":
             sql_list = ["SET LOCAL statement_timeout = '60s'", *sql_list]
         for attempt in range(5):

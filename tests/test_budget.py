@@ -82,7 +82,7 @@ def test_acquire_sleeps_for_a_token_and_reports_the_wait(
         slept.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(budget.time, "sleep", sleep)
+    monkeypatch.setattr("executions.budget.time.sleep", sleep)
     started = time.monotonic()
     assert budget.acquire(region, op) == 0
     waited = budget.acquire(region, op)

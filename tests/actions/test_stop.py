@@ -345,7 +345,7 @@ def test_an_error_after_aws_accepted_the_stop_keeps_its_answer(
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(stopping, "_enqueue_resync", broken)
-    monkeypatch.setattr(stopping.transaction, "on_commit", lambda fn: fn())
+    monkeypatch.setattr("executions.actions.stop.transaction.on_commit", lambda fn: fn())
     attempt = stop(runaway, operator)
     assert attempt.outcome == StopRequest.Outcome.STOPPED
     assert "Not sent" not in attempt.aws_response

@@ -162,7 +162,7 @@ class Browser:
             assert "/accounts/login/" not in r.geturl(), "the printed sign-in was refused"
 
 
-def rows(var_dir: Path, sql: str) -> list[tuple[object, ...]]:
+def rows(var_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(f"file:{var_dir / 'sfnui.sqlite3'}?mode=ro", uri=True, timeout=10) as db:
         return db.execute(sql).fetchall()
 
@@ -382,7 +382,7 @@ def test_with_debug_off_it_collects_the_static_files_before_it_serves(
     script = load_run_script()
     steps: list[list[str]] = []
 
-    class Recorder(script.Supervisor):  # type: ignore[name-defined,misc]
+    class Recorder(script.Supervisor):  # type: ignore[name-defined]
         def step(self, name: str, args: list[str], env: dict[str, str], show: bool = False) -> str:
             steps.append(args[2:])
             return "user: demo\npassword: pw\n"

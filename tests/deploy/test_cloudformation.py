@@ -81,9 +81,10 @@ def test_cfn_lint_finds_no_error_or_warning(name: str) -> None:
 class Identity:
     """boto3 clients on the fake endpoint for one set of credentials (one account)."""
 
-    def __init__(self, url: str, **credentials: str) -> None:
+    def __init__(self, url: str, **credentials: Any) -> None:
         self.url = url
-        self.session = boto3.session.Session(**credentials)
+        # Any: boto3's stubs type client() by literal service names only.
+        self.session: Any = boto3.session.Session(**credentials)
 
     def client(self, service: str, region: str = HOME_REGION) -> Any:
         return self.session.client(service, region_name=region, endpoint_url=self.url)

@@ -225,7 +225,8 @@ class AwsWorld:
     executions: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str, region: str = REGION) -> Any:
-        return boto3.client(service, region_name=region, endpoint_url=self.server.url)
+        make: Any = boto3.client  # its stubs know literal service names only
+        return make(service, region_name=region, endpoint_url=self.server.url)
 
     def make_state_machine(
         self, name: str, definition: dict[str, Any], region: str = REGION

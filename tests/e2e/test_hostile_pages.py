@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -82,7 +82,7 @@ def world(operator: Any) -> HostileWorld:
 
 
 @pytest.fixture
-def dialogs(page: Page) -> Iterator[list[str]]:
+def dialogs(page: Page) -> list[str]:
     opened: list[str] = []
 
     def dismiss(dialog: Dialog) -> None:

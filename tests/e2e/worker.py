@@ -22,7 +22,7 @@ from sfnui.celery import app as celery_app
 from tests.support.workers import Processes
 
 # Fast enough that a journey never waits long for the sync.
-FAST_SYNC = {
+FAST_SYNC: dict[str, Any] = {
     "SFNUI_SYNC_TICK": "0.5",
     "SFNUI_LIST_INTERVAL": "1",
     "SFNUI_LIST_IDLE_INTERVAL": "2",
@@ -62,15 +62,14 @@ class Worker:
         self._default_queue: str | None = None
 
     def start(self) -> Worker:
-        self.proc = self.processes.worker(
-            **{
-                **FAST_SYNC,
-                "SFNUI_REGIONS": ",".join(settings.SFNUI_REGIONS),
-                # This session's embedded broker folder, not one of its own.
-                "SFNUI_VAR_DIR": str(settings.VAR_DIR),
-                **self.env,
-            }
-        )
+        env: dict[str, Any] = {
+            **FAST_SYNC,
+            "SFNUI_REGIONS": ",".join(settings.SFNUI_REGIONS),
+            # This session's embedded broker folder, not one of its own.
+            "SFNUI_VAR_DIR": str(settings.VAR_DIR),
+            **self.env,
+        }
+        self.proc = self.processes.worker(**env)
         self._default_queue = celery_app.conf.task_default_queue
         celery_app.conf.task_default_queue = self.queue
         return self
@@ -108,7 +107,8 @@ class Worker:
         broker (a folder, or a shared Redis) keeps no orphan messages."""
         try:
             with celery_app.connection_for_write() as conn:
-                conn.default_channel.queue_purge(self.queue)
+                channel: Any = conn.default_channel  # kombu: queue_purge
+                channel.queue_purge(self.queue)
         except Exception as exc:  # a leftover message is harmless: say so, go on
             print(f"could not purge the queue {self.queue}: {exc!r}")
 

@@ -68,7 +68,8 @@ class Account:
         self.sqs = self.client("sqs")
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        return boto3.client(
+        make: Any = boto3.client  # its stubs know literal service names only
+        return make(
             service, region_name=REGION, endpoint_url=self.url, **self.credentials, **kwargs
         )
 

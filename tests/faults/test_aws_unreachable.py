@@ -11,6 +11,7 @@ longer than attempts x (connect + read timeout) plus botocore's backoff.
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -79,7 +80,7 @@ def sync_cycle() -> list[float]:
     one batch), timed per task."""
     timings = [timed(lambda: flows.discover_state_machines("us-east-1"))[1]]
     for sm in StateMachine.objects.order_by("pk"):
-        timings.append(timed(lambda sm=sm: flows.list_state_machine(sm))[1])
+        timings.append(timed(functools.partial(flows.list_state_machine, sm))[1])
     due = list(Execution.objects.filter(sync_due_at__isnull=False).values_list("pk", flat=True))
     timings.append(timed(lambda: flows.sync_executions(due, "us-east-1"))[1])
     return timings
@@ -140,7 +141,7 @@ def test_pages_serve_the_cache_and_say_aws_is_unreachable(
         reverse("execution_stop", args=[cached["running"]]),
     ]
     for url in pages:
-        response, seconds = timed(lambda u=url: operator_client.get(u))
+        response, seconds = timed(functools.partial(operator_client.get, url))
         assert response.status_code == 200, url
         assert seconds < 2.0, (url, seconds)
         html = response.content.decode()
@@ -150,7 +151,7 @@ def test_pages_serve_the_cache_and_say_aws_is_unreachable(
         reverse("execution_history_json", args=[cached["finished"]]),
         reverse("api_execution_detail", args=[cached["running"]]),
     ):
-        response, seconds = timed(lambda u=url: operator_client.get(u))
+        response, seconds = timed(functools.partial(operator_client.get, url))
         assert response.status_code == 200, url
         assert seconds < 2.0, (url, seconds)
     # /healthz stays ready: AWS being away is no reason to stop serving the

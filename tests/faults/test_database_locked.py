@@ -89,7 +89,7 @@ def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     ],
 )
 def test_pages_of_a_running_execution_answer_at_once_and_skip_the_sync_they_would_ask_for(
-    operator_client: Client, path: str, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+    operator_client: Client, path: str, headers: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     ex = running_not_synced_lately()
     url = path.format(arn=ex.arn)

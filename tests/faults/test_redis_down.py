@@ -34,7 +34,7 @@ from tests.support.workers import Processes, WebServer
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ENV = {
+ENV: dict[str, Any] = {
     # Tasks that were queued in the Redis that died are gone with it: their
     # work comes back when its lease ends.
     "SFNUI_SYNC_LEASE": "5",
@@ -68,7 +68,7 @@ def test_pages_sign_in_and_stops_work_while_redis_is_down_and_the_sync_catches_u
     runaway = start(nightly, "nightly-1")
 
     redis = processes.redis()
-    env = {**ENV, "REDIS_URL": redis.url}
+    env: dict[str, Any] = {**ENV, "REDIS_URL": redis.url}
     worker = processes.worker(**env)
     web = processes.web(**env)
 

@@ -13,7 +13,9 @@ bench/kill_worker.py does the same with more kills and prints a report.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,7 +55,7 @@ UNLIMITED = ",".join(
         "GetExecutionHistory",
     )
 )
-WORKER_ENV = {
+WORKER_ENV: dict[str, Any] = {
     "SFNUI_SYNC_LEASE": str(LEASE),
     "SFNUI_SYNC_TICK": "0.5",
     # One execution a task: more tasks than one life of the worker gets
@@ -81,6 +83,11 @@ def processes(fake_aws: Any, tmp_path: Path) -> Iterator[Processes]:
 def calls_made(fake_aws: Any) -> int:
     with fake_aws.app.lock:
         return sum(fake_aws.app.calls.values())
+
+
+def _at_work_or_gone(fake_aws: Any, proc: subprocess.Popen[bytes], before: int) -> bool:
+    """The worker has made a call since `before`, or it has exited."""
+    return calls_made(fake_aws) > before or proc.poll() is not None
 
 
 def lock_keys() -> list[str]:
@@ -132,9 +139,7 @@ def test_a_worker_killed_again_and_again_leaves_the_cache_equal_to_aws(
         before = calls_made(fake_aws)
         proc = processes.worker(**WORKER_ENV)
         # Kill it at a random point once it is at work (not while it boots).
-        wait_for(
-            lambda p=proc, b=before: calls_made(fake_aws) > b or p.poll() is not None, timeout=60
-        )
+        wait_for(functools.partial(_at_work_or_gone, fake_aws, proc, before), timeout=60)
         assert proc.poll() is None, "the worker died by itself"
         time.sleep(rng.uniform(0.0, 1.5))
         stored = HistoryEvent.objects.count()

@@ -653,7 +653,10 @@ SLOW_RETRIES = {
         }
     },
 }
-SLEEP_600 = {"StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": True}}}
+SLEEP_600: dict[str, Any] = {
+    "StartAt": "Sleep",
+    "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": True}},
+}
 
 
 def aws_failures(sfn: Any, arn: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ shows a secret, a credential or a stack trace."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -380,7 +381,7 @@ def test_sign_in_is_rate_limited_per_user_and_address(client: Client, user: Any)
     assert api.status_code == 429
     assert "Too many failed sign-ins" in api.json()["message"]
     # After the cool-off, the right password works again.
-    with time_machine.travel(timezone.now() + timezone.timedelta(minutes=16)):
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=16)):
         assert _login(client, "viewer", "viewer-pass-123").status_code == 302
 
 

@@ -48,7 +48,7 @@ def race(folder: Path, me: str, other: str) -> dict[str, Any]:
             pages += 1
             yield page
 
-    aws.execution_history = in_step  # type: ignore[assignment]
+    aws.execution_history = in_step
     region = "us-east-1"
     barrier(folder, "discover", me, other)
     total = flows.discover_state_machines(region)

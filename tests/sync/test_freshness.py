@@ -78,8 +78,13 @@ def test_a_redis_that_is_down_is_named_quickly_and_checked_once_per_interval(
     assert "Connection refused" in found.error
     assert found.since is not None
 
-    checks = []
-    monkeypatch.setattr(probes, "services_down", lambda: checks.append(1) or ([], ""))
+    checks: list[int] = []
+
+    def services_down() -> tuple[list[str], str]:
+        checks.append(1)
+        return [], ""
+
+    monkeypatch.setattr(probes, "services_down", services_down)
     assert freshness.services() == found  # reused within SERVICES_TTL
     assert checks == []
     monkeypatch.setattr(freshness, "SERVICES_TTL", 0.0)

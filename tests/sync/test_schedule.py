@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from executions import tasks
 from executions.models import Execution, StateMachine
-from executions.sync import runs, schedule
+from executions.sync import flows, runs, schedule
 from executions.sync.locks import held
 from tests.support import factories
 
@@ -118,6 +118,7 @@ def test_a_viewed_running_execution_is_due_now_unless_just_synced(settings: Any)
     assert not schedule.make_due(fresh)
     assert not schedule.make_due(done)
     stale.refresh_from_db()
+    assert stale.sync_due_at is not None
     assert stale.sync_due_at <= timezone.now()
 
 
@@ -160,7 +161,9 @@ def test_a_tick_that_overlaps_another_does_nothing(monkeypatch: pytest.MonkeyPat
     factories.state_machine_row(list_due_at=timezone.now())
     with held("sync-tick", timeout=30):
         assert tasks.sync_tick() == {}
-    assert StateMachine.objects.get().list_due_at <= timezone.now()
+    due_at = StateMachine.objects.get().list_due_at
+    assert due_at is not None
+    assert due_at <= timezone.now()
 
 
 def test_a_state_machine_task_skips_a_machine_being_listed() -> None:
@@ -260,7 +263,7 @@ def test_a_discovery_that_failed_is_claimed_again_soon_not_after_the_lease(
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     assert written["discover-claimed:default:us-east-1"] == 120
     monkeypatch.setattr(
-        tasks.flows,
+        flows,
         "discover_state_machines",
         lambda region, account, describe: runs.Stats(errors=["ThrottlingException"]),
     )
@@ -280,7 +283,7 @@ def test_a_discovery_that_went_through_is_not_due_again_within_its_interval(
     written = _timeouts(monkeypatch)
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     monkeypatch.setattr(
-        tasks.flows, "discover_state_machines", lambda region, account, describe: runs.Stats()
+        flows, "discover_state_machines", lambda region, account, describe: runs.Stats()
     )
     tasks.discover("us-east-1")
     assert written["discovered:default:us-east-1"] == 3600
@@ -295,9 +298,7 @@ def test_a_discovery_that_failed_is_retried_after_the_lease(
 ) -> None:
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
     failed = runs.Stats(errors=["AWS unreachable in ListStateMachines"])
-    monkeypatch.setattr(
-        tasks.flows, "discover_state_machines", lambda region, account, describe: failed
-    )
+    monkeypatch.setattr(flows, "discover_state_machines", lambda region, account, describe: failed)
     tasks.discover("us-east-1")
     cache.delete("discover-claimed:default:us-east-1")  # the lease ends
     assert schedule.claim_due_work().discoveries == [("default", "us-east-1")]
@@ -379,7 +380,7 @@ def test_a_listing_that_met_a_database_outage_is_retried_soon_not_after_the_leas
 ) -> None:
     sm = factories.state_machine_row()
     seen, run = _fails_once(OperationalError("database is locked"))
-    monkeypatch.setattr(tasks.flows, "list_state_machine", run)
+    monkeypatch.setattr(flows, "list_state_machine", run)
     retries: list[dict[str, Any]] = []
     real_retry = tasks.list_state_machine.retry
 
@@ -400,7 +401,7 @@ def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_o
     slot = schedule.batch_sent("default", "us-east-1")
     assert schedule.in_flight("default", "us-east-1") == 1
     seen, run = _fails_once(OperationalError("database is locked"))
-    monkeypatch.setattr(tasks.flows, "sync_executions", run)
+    monkeypatch.setattr(flows, "sync_executions", run)
     result = tasks.sync_executions.apply(args=([1, 2], "us-east-1", "default", slot))
     assert result.successful()
     assert len(seen) == 2
@@ -410,7 +411,7 @@ def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_o
 def test_a_bug_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     sm = factories.state_machine_row()
     seen, run = _fails_once(OperationalError("no such column: executions_execution.nope"))
-    monkeypatch.setattr(tasks.flows, "list_state_machine", run)
+    monkeypatch.setattr(flows, "list_state_machine", run)
     result = tasks.list_state_machine.apply(args=(sm.pk,))
     assert result.failed()
     assert len(seen) == 1

@@ -279,7 +279,7 @@ def test_a_change_made_meanwhile_by_the_sync_is_compared_again(
     end first): the event is read again against it, and is a duplicate."""
     apply(event("RUNNING"))
     real_filter = Execution.objects.filter
-    raced = []
+    raced: list[Any] = []
 
     def racing_filter(*args: Any, **kwargs: Any) -> Any:
         if "redrive_count" in kwargs and not raced:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.exceptions import BadRequest
 from django.db import OperationalError
+from django.template import loader
 from django.test import Client, RequestFactory
 
 from executions.views import errors
@@ -77,8 +79,8 @@ def test_the_500_page_is_drawn_without_the_request_and_the_others_fall_back_to_p
 
     # Drawing a page needs the sync bar, hence the database: if that fails
     # too, a plain page with the same status and message.
-    monkeypatch.setattr(errors.loader, "render_to_string", down)
-    response = errors.bad_request(request, errors.BadRequest("a <b>bad</b> body"))
+    monkeypatch.setattr(loader, "render_to_string", down)
+    response = errors.bad_request(request, BadRequest("a <b>bad</b> body"))
     assert response.status_code == 400
     assert b"a &lt;b&gt;bad&lt;/b&gt; body" in response.content
     assert errors.server_error(request).status_code == 500

@@ -208,7 +208,8 @@ def test_the_baseline_is_the_newest_succeeded_executions_of_the_window(
     execution_row(sm, "failed", "FAILED", NOW - dt.timedelta(minutes=1), stop_date=NOW)
 
     (baseline,) = runaways.baselines_for([sm.pk], NOW).values()
-    assert (baseline.samples, baseline.seconds) == (10, pytest.approx(10.0))
+    assert baseline.samples == 10
+    assert baseline.seconds == pytest.approx(10.0)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="percentile_cont is PostgreSQL's")

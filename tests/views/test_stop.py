@@ -290,10 +290,15 @@ def test_the_confirmation_costs_a_bounded_number_of_queries(
     operator_client: Client, django_assert_max_num_queries: Any
 ) -> None:
     ex = execution_row(status="RUNNING")
+    history: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"})
+    ]
+    history += [
+        ("PassStateEntered", "stateEnteredEventDetails", {"name": f"S{i}"}) for i in range(50)
+    ]
     events(
         ex,
-        [("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"})]
-        + [("PassStateEntered", "stateEnteredEventDetails", {"name": f"S{i}"}) for i in range(50)],
+        history,
     )
     with django_assert_max_num_queries(12):
         assert operator_client.get(stop_url(ex.arn)).status_code == 200

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import pytest
+from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
 
@@ -143,7 +144,7 @@ def test_the_exports_are_text_and_json_a_browser_will_not_sniff(
     text = operator_client.get(reverse("execution_history_text", args=[failed.arn]))
     assert text["Content-Type"] == "text/plain; charset=utf-8"
     assert text["X-Content-Type-Options"] == "nosniff"
-    body = b"".join(text.streaming_content).decode()
+    body = cast(StreamingHttpResponse, text).getvalue().decode()
     # Text keeps the payloads verbatim: it is never rendered as HTML.
     assert SCRIPT in body
     assert LINK in body
@@ -151,7 +152,7 @@ def test_the_exports_are_text_and_json_a_browser_will_not_sniff(
     exported = operator_client.get(reverse("execution_history_json", args=[failed.arn]))
     assert exported["Content-Type"] == "application/json"
     assert exported["X-Content-Type-Options"] == "nosniff"
-    events = json.loads(b"".join(exported.streaming_content))["events"]
+    events = json.loads(cast(StreamingHttpResponse, exported).getvalue())["events"]
     failed_event = next(e for e in events if e["type"] == "ExecutionFailed")
     assert failed_event["executionFailedEventDetails"]["error"] == SCRIPT
     assert len(failed_event["executionFailedEventDetails"]["cause"]) == CAUSE_MAX
