@@ -34,6 +34,37 @@ from tests.support.workers import Processes, WebServer
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
+# kombu's Redis transport can end the worker when Redis dies at the moment it
+# restores an unacknowledged message: "Unrecoverable error: AttributeError:
+# 'NoneType' object has no attribute 'hostname'" (celery/kombu#582; CI saw it
+# once in a loaded run). In production docker-compose starts the worker again
+# (restart: unless-stopped); so does this test, for that exit alone.
+KOMBU_CRASH = "'NoneType' object has no attribute 'hostname'"
+
+
+class SupervisedWorker:
+    """A worker restarted as compose restarts it, after kombu's crash only:
+    any other exit fails the test."""
+
+    def __init__(self, processes: Processes, env: dict[str, Any]) -> None:
+        self.processes = processes
+        self.env = env
+        self.proc = processes.worker(**env)
+        self.restarts = 0
+
+    def check(self) -> None:
+        code = self.proc.poll()
+        if code is None:
+            return
+        (log,) = [s.log for s in self.processes.started if s.proc is self.proc]
+        text = log.read_text(errors="replace")
+        died = f"the worker died (exit {code}): {text[-3000:]}"
+        assert "Unrecoverable error" in text, died
+        assert KOMBU_CRASH in text, died
+        self.restarts += 1
+        self.proc = self.processes.worker(**self.env)
+
+
 ENV: dict[str, Any] = {
     # Tasks that were queued in the Redis that died are gone with it: their
     # work comes back when its lease ends.
@@ -69,12 +100,12 @@ def test_pages_sign_in_and_stops_work_while_redis_is_down_and_the_sync_catches_u
 
     redis = processes.redis()
     env: dict[str, Any] = {**ENV, "REDIS_URL": redis.url}
-    worker = processes.worker(**env)
+    worker = SupervisedWorker(processes, env)
     web = processes.web(**env)
 
     def synced(arns: list[str]) -> Callable[[], bool]:
         def check() -> bool:
-            assert worker.poll() is None, "the worker died"
+            worker.check()
             rows = Execution.objects.filter(arn__in=arns, described_at__isnull=False)
             return (
                 rows.count() == len(arns)
@@ -174,7 +205,9 @@ def test_pages_sign_in_and_stops_work_while_redis_is_down_and_the_sync_catches_u
         timeout=60,
         interval=0.5,
     )
-    assert worker.poll() is None
+    worker.check()
+    # A restart is kombu's crash (above), and it is rare: never twice in a run.
+    assert worker.restarts <= 1, worker.restarts
     assert_cache_equals_aws(sfn, [*done, runaway, later])
     stopped = Execution.objects.get(arn=runaway)
     assert (stopped.error, stopped.cause) == ("oncall.RedisDown", "stopped while Redis was down")
