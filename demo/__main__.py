@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
@@ -124,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_now() -> None:
-    log.warning("still stopping %.0f s after the signal: exiting now", STOP_GRACE + 2.0)
-    logging.shutdown()
+    """Nothing here may wait: not logging (its lock may be held by a thread
+    that hangs), not a write to a pipe nobody reads."""
+    message = f"demo: still stopping {STOP_GRACE + 2.0:.0f} s after the signal: exiting now\n"
+    with contextlib.suppress(OSError):
+        fd = sys.stderr.fileno()
+        os.set_blocking(fd, False)
+        os.write(fd, message.encode())
     os._exit(0)
 
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -426,3 +427,28 @@ def test_bin_run_with_debug_off_serves_its_pages_and_static_files(
     status, _, health = browser.get("healthz")
     assert status == 200, health
     assert json.loads(health)["static"] == {"ok": True}
+
+
+def test_a_demo_that_ignores_the_stop_is_killed_at_its_own_grace_not_the_workers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded CI machine once saw the demo still running 15 s after
+    Ctrl-C, while bin/run gave every child 20 s. The demo, which exits by
+    itself within 5 s, gets a grace of its own; the worker keeps its 20 s."""
+    script = load_run_script()
+    monkeypatch.setattr(script, "GRACE_FOR", {"demo": 1.0})
+    sup = script.Supervisor()
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    polite = "import time; time.sleep(60)"  # SIGTERM ends it at once
+    sup.start("demo", [sys.executable, "-c", deaf], dict(os.environ))
+    sup.start("worker", [sys.executable, "-c", polite], dict(os.environ))
+    time.sleep(0.5)  # both have set up their signals (a longer wait changes nothing)
+    began = time.monotonic()
+    sup.stop_all()
+    took = time.monotonic() - began
+    demo, worker = sup.children["demo"], sup.children["worker"]
+    assert demo.returncode == -signal.SIGKILL
+    assert worker.returncode == -signal.SIGTERM
+    assert "demo did not stop in 1 s: killing it" in capsys.readouterr().out
+    # Killed at its own grace: nowhere near the worker's 20 s.
+    assert took < script.GRACE / 2, took
