@@ -100,6 +100,11 @@ class Execution(models.Model):
     sync_due_at = models.DateTimeField(null=True, blank=True)
     sync_error = models.TextField(blank=True)
     sync_failures = models.IntegerField(default=0)
+    # The definition this execution ran (DescribeStateMachineForExecution),
+    # which may not be today's; shared by every execution that ran the same text.
+    definition = models.ForeignKey(
+        "Definition", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         indexes = [
@@ -129,6 +134,23 @@ class Execution(models.Model):
                 name="exec_describe_due_idx",
                 condition=Q(sync_due_at__isnull=False, needs_describe=True),
             ),
+            # A Map Run's children, with their status filters.
+            models.Index(
+                fields=["map_run_arn", "status", "-start_date"],
+                name="exec_map_run_idx",
+                condition=~Q(map_run_arn=""),
+            ),
+            # The list filtered by the version or the alias that ran it.
+            models.Index(
+                fields=["state_machine_version_arn", "-start_date"],
+                name="exec_version_idx",
+                condition=~Q(state_machine_version_arn=""),
+            ),
+            models.Index(
+                fields=["state_machine_alias_arn", "-start_date"],
+                name="exec_alias_idx",
+                condition=~Q(state_machine_alias_arn=""),
+            ),
             # The running set of a state machine, compared with ListExecutions(RUNNING).
             models.Index(
                 fields=["state_machine", "start_date"],
@@ -136,7 +158,11 @@ class Execution(models.Model):
                 condition=Q(status__in=OPEN_STATUSES),
             ),
         ]
-        permissions = [("stop_execution", "Can stop a running execution")]
+        permissions = [
+            ("stop_execution", "Can stop a running execution"),
+            ("redrive_execution", "Can redrive a failed, timed-out or aborted execution"),
+            ("start_execution", "Can start an execution of a state machine"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -307,6 +333,8 @@ class BulkStop(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # The tasks could not be handed to a worker (the broker was down).
     enqueue_error = models.TextField(blank=True)
+    # What the batch does to each execution: "stop" or "redrive".
+    action = models.CharField(max_length=16, default="stop")
 
     class Meta:
         ordering = ["-created_at"]
@@ -323,6 +351,10 @@ class BulkStopItem(models.Model):
     position = models.IntegerField()
     stop_request = models.OneToOneField(
         StopRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A bulk redrive's item: the ActionRequest its redrive made.
+    action_request = models.OneToOneField(
+        "ActionRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Why nothing was sent for this one, when nothing could be (say, the
     # person lost the stop permission before the worker got to it).
@@ -467,3 +499,177 @@ class UnreadableEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.error[:60]}"
+
+
+class Definition(models.Model):
+    """A state machine definition's text, once per distinct text (keyed by its
+    SHA-256): what an execution ran, or a version was published with."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    text = models.TextField()
+    # The state machine's revision id when AWS gave one.
+    revision_id = models.CharField(max_length=128, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.sha256[:12]
+
+
+class StateMachineVersion(models.Model):
+    """A published version of a state machine (ListStateMachineVersions,
+    DescribeStateMachine on the version ARN)."""
+
+    arn = models.CharField(max_length=2048, unique=True)
+    state_machine = models.ForeignKey(
+        StateMachine, on_delete=models.CASCADE, related_name="versions"
+    )
+    version = models.IntegerField()
+    description = models.TextField(blank=True)
+    creation_date = models.DateTimeField(null=True, blank=True)
+    definition = models.ForeignKey(
+        Definition, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    described_at = models.DateTimeField(null=True, blank=True)
+    # DELETED when ListStateMachineVersions stopped returning it.
+    status = models.CharField(max_length=16, default="ACTIVE")
+
+    class Meta:
+        ordering = ["state_machine", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["state_machine", "version"], name="smversion_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state_machine_id}:{self.version}"
+
+
+class StateMachineAlias(models.Model):
+    """An alias of a state machine and how it routes starts between versions
+    (DescribeStateMachineAlias: routingConfiguration)."""
+
+    arn = models.CharField(max_length=2048, unique=True)
+    state_machine = models.ForeignKey(
+        StateMachine, on_delete=models.CASCADE, related_name="aliases"
+    )
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True)
+    # [{"stateMachineVersionArn": ..., "weight": 0-100}, ...] as AWS gives it.
+    routing = models.JSONField(default=list)
+    creation_date = models.DateTimeField(null=True, blank=True)
+    update_date = models.DateTimeField(null=True, blank=True)
+    described_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="ACTIVE")
+
+    class Meta:
+        ordering = ["state_machine", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.state_machine_id}:{self.name}"
+
+
+class MapRun(models.Model):
+    """A Distributed Map's run inside an execution (ListMapRuns, DescribeMapRun).
+    Its child executions are Execution rows whose map_run_arn is this arn."""
+
+    arn = models.CharField(max_length=2048, unique=True)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="map_runs")
+    status = models.CharField(max_length=16)  # RUNNING | SUCCEEDED | FAILED | ABORTED
+    start_date = models.DateTimeField()
+    stop_date = models.DateTimeField(null=True, blank=True)
+    max_concurrency = models.IntegerField(default=0)
+    tolerated_failure_percentage = models.FloatField(default=0)
+    tolerated_failure_count = models.BigIntegerField(default=0)
+    # DescribeMapRun's itemCounts and executionCounts as AWS gives them
+    # (pending, running, succeeded, failed, timedOut, aborted, total,
+    # resultsWritten, failuresNotRedrivable, pendingRedrive).
+    item_counts = models.JSONField(default=dict)
+    execution_counts = models.JSONField(default=dict)
+    redrive_count = models.IntegerField(default=0)
+    redrive_date = models.DateTimeField(null=True, blank=True)
+    described_at = models.DateTimeField(null=True, blank=True)
+    # Children: every child that started at or before this is in the cache.
+    children_watermark = models.DateTimeField(null=True, blank=True)
+    children_listed_at = models.DateTimeField(null=True, blank=True)
+    # The scheduler's queue: null when settled (closed, described, children listed).
+    sync_due_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.TextField(blank=True)
+    sync_failures = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["-start_date"]
+        indexes = [
+            models.Index(
+                fields=["sync_due_at"],
+                name="maprun_sync_due_idx",
+                condition=Q(sync_due_at__isnull=False),
+            ),
+        ]
+        permissions = [
+            (
+                "update_map_run",
+                "Can change a running Map Run's concurrency and failure tolerance",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.arn.rsplit(":", 1)[-1]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "RUNNING"
+
+
+class ActionRequest(models.Model):
+    """One redrive, start or Map Run update asked for from this dashboard: the
+    audit's rows beside StopRequest. Sent, refused or failed, like a stop."""
+
+    class Kind(models.TextChoices):
+        REDRIVE = "REDRIVE"
+        START = "START"
+        UPDATE_MAP_RUN = "UPDATE_MAP_RUN"
+
+    class Outcome(models.TextChoices):
+        DONE = "DONE"
+        REFUSED = "REFUSED"  # AWS (or the live re-check) said it cannot be done: nothing changed
+        FAILED = "FAILED"  # AWS answered with an error or could not be reached
+        UNKNOWN = "UNKNOWN"  # sent, and no answer came
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # What it acted on: an execution (redrive, re-run's source), a state
+    # machine, version or alias (start), or a Map Run.
+    target_arn = models.CharField(max_length=2048)
+    # The execution it concerns in the cache, when there is one: the redriven
+    # one, or the one a start made.
+    execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions"
+    )
+    # A start's new execution ARN (also a re-run's).
+    result_arn = models.CharField(max_length=2048, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    # What was asked (a start's name and input size, a Map Run's new limits
+    # and the old ones).
+    parameters = models.JSONField(default=dict)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    aws_response = models.TextField(blank=True)
+    # One per rendered confirmation form: a replayed or double-clicked POST
+    # finds its request already recorded and sends nothing again.
+    request_token = models.UUIDField(null=True, blank=True, unique=True)
+    batch_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            models.Index(fields=["-requested_at"], name="action_requested_idx"),
+            models.Index(
+                fields=["batch_id", "-requested_at"],
+                name="action_batch_idx",
+                condition=Q(batch_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.outcome} {self.target_arn} by {self.username}"

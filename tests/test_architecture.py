@@ -197,7 +197,18 @@ def test_template_tags_run_no_queries() -> None:
 # placed here, in the layer its imports put it.
 LAYERS: list[set[str]] = [
     # Foundations: import nothing of executions.
-    {"models", "arns", "asl", "event_types", "signals", "links", "times", "redaction", "database"},
+    {
+        "models",
+        "arns",
+        "asl",
+        "graph",
+        "event_types",
+        "signals",
+        "links",
+        "times",
+        "redaction",
+        "database",
+    },
     # Read the cache's rows, or the API budget kept in it.
     {"budget", "history", "seed"},
     # The edges to AWS and to the services.
