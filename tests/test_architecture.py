@@ -201,7 +201,6 @@ LAYERS: list[set[str]] = [
         "models",
         "arns",
         "asl",
-        "graph",
         "event_types",
         "signals",
         "links",
@@ -210,7 +209,7 @@ LAYERS: list[set[str]] = [
         "database",
     },
     # Read the cache's rows, or the API budget kept in it.
-    {"budget", "history", "seed"},
+    {"budget", "history", "seed", "graph"},
     # The edges to AWS and to the services.
     {"aws", "probes"},
     # What the pages read, the sync, and executions in words.
