@@ -6,6 +6,7 @@ from executions.web.converters import ExecutionArnConverter, StateMachineArnConv
 
 from .views import (
     api,
+    audit_actions,
     bulk_stop,
     detail,
     health,
@@ -41,6 +42,7 @@ urlpatterns = [
     ),
     path("sync/", sync_page.sync_health, name="sync_health"),
     path("audit/", stop.audit_log, name="audit_log"),
+    path("audit/actions/", audit_actions.action_audit, name="action_audit"),
     path("healthz", health.healthz, name="healthz"),
     path("api/executions/", api.execution_list, name="api_execution_list"),
     path("api/executions/<arn:arn>/", api.execution_detail, name="api_execution_detail"),
