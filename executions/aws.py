@@ -109,6 +109,17 @@ class AlreadyFinished(AwsError):
     """StopExecution on an execution that is no longer running."""
 
 
+class AlreadyExists(AwsError):
+    """StartExecution: an execution of that name exists, closed or with another
+    input (AWS's ExecutionAlreadyExists). `arn` is that execution's, when AWS said."""
+
+    arn: str = ""
+
+
+class InvalidInput(InvalidArn):
+    """StartExecution: AWS refused the input (InvalidExecutionInput)."""
+
+
 _NOT_FOUND = {
     "ExecutionDoesNotExist",
     "StateMachineDoesNotExist",
@@ -812,6 +823,28 @@ def stop_execution(arn: str, *, error: str = "", cause: str = "") -> dict[str, A
             finished.unanswered = exc.unanswered
             raise finished from exc
         raise
+
+
+def start_execution(target_arn: str, *, name: str, input: str) -> dict[str, Any]:
+    """StartExecution of a state machine, a version or an alias ARN:
+    {"executionArn", "startDate"}. A Standard workflow's start is idempotent by
+    name: the same name and input as a running execution answers with that one."""
+    try:
+        return _by_arn(
+            target_arn, "StartExecution", stateMachineArn=target_arn, name=name, input=input
+        )
+    except AwsError as exc:
+        out: AwsError
+        if exc.code == "ExecutionAlreadyExists":
+            out = AlreadyExists(exc.message, exc.code, "StartExecution")
+            found = re.search(r"'(arn:[^']+)'", exc.message)
+            out.arn = found.group(1) if found else ""
+        elif exc.code == "InvalidExecutionInput":
+            out = InvalidInput(exc.message, exc.code, "StartExecution")
+        else:
+            raise
+        out.unanswered = exc.unanswered
+        raise out from exc
 
 
 # --- Events: SQS, EventBridge and STS -----------------------------------------
