@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -113,6 +114,7 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
         "filters": filters,
         "hidden_statuses": filters.statuses,
         "page": page,
+        "trigram_db": connection.vendor == "postgresql",
         "chips": _chips(request, filters, counts),
         "all_chip": _all_chip(request, filters, counts),
         "active": _active_filters(request, filters),
