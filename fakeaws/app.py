@@ -9,9 +9,20 @@ the same port). It passes everything through to moto and adds:
 - StopExecution as AWS does it: `error` and `cause` kept and shown by
   DescribeExecution and the ExecutionAborted event, a `stopDate` in the
   answer, and a ValidationException for an execution that is not running;
-- RedriveExecution (moto has none): the execution is RUNNING again with
-  `redriveCount` + 1 and an ExecutionRedriven event; `/fakeaws/finish`
-  then ends it with events of the caller's choosing, or StopExecution does;
+- RedriveExecution (moto has none), with AWS's rules (see fakeaws.redrive:
+  which executions, `clientToken`, the redrive fields of DescribeExecution):
+  the execution is RUNNING again with `redriveCount` + 1 and an
+  ExecutionRedriven event; `/fakeaws/finish` then ends it with events of the
+  caller's choosing, or StopExecution does, or (`redrive.replay`) a replay of
+  the unsuccessful step;
+- Distributed Map runs (see fakeaws.map_runs: simulated, attached to a
+  running execution): ListMapRuns, DescribeMapRun, UpdateMapRun, the
+  children through ListExecutions(mapRunArn), DescribeExecution and
+  GetExecutionHistory, and the parent's MapRun* events;
+- versions and aliases beyond moto (see fakeaws.versions): publishing,
+  listing and deleting versions, starts of a version or an alias (weighted),
+  executions that say which version and alias started them, and
+  DescribeStateMachineForExecution with the definition the execution ran;
 - the `stopDate` of a TIMED_OUT execution (DescribeExecution, ListExecutions),
   which moto leaves out;
 - Step Functions' EventBridge events (moto sends none, see fakeaws.events):
@@ -40,8 +51,13 @@ Control endpoints (JSON):
   "status", "redriveCount", "time", "copies"}, ...] (the last 5,000)};
 - POST /fakeaws/reset;
 - POST /fakeaws/config {"quotas": "aws" | {...} | null, "faults": {...},
-  "events": {"enabled", "drop_fraction", "duplicate_fraction", "delay_seconds"}};
-- POST /fakeaws/finish {"executionArn", "status", "events": [...], "output"}.
+  "events": {"enabled", "drop_fraction", "duplicate_fraction", "delay_seconds"},
+  "redrive": {"replay", "replay_seconds"}};
+- POST /fakeaws/finish {"executionArn", "status", "events": [...], "output"};
+- POST /fakeaws/map-runs {"execution_arn", "items": [{"seconds", "fail"}, ...],
+  "label", "max_concurrency", "tolerated_failure_percentage",
+  "tolerated_failure_count", "execution_type"} -> {"mapRunArn"}: a simulated
+  Distributed Map Run of a running execution (see fakeaws.map_runs).
 """
 
 from __future__ import annotations
@@ -61,7 +77,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import map_runs, redrive
 from .events import StatusEvents, epoch_seconds, status_change_detail, watch_execution_ends
+from .versions import Versions
 
 # AWS's us-east-1 numbers: (bucket size, refill per second).
 AWS_QUOTAS: dict[str, tuple[float, float]] = {
@@ -170,6 +188,7 @@ class FaithfulStepFunctions:
             self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
             self.faults = Faults()
             self.overlays: dict[str, Overlay] = {}
+            self.versions = Versions(self)
             self.final_histories: dict[str, list[dict[str, Any]]] = {}
             # Executions started through this app: False while their RUNNING
             # event is being emitted, True once it has been.
@@ -177,6 +196,8 @@ class FaithfulStepFunctions:
             self.ended_early: OrderedDict[str, None] = OrderedDict()
             # Executions a StopExecution here is ending: it reports the ABORTED.
             self.stopping: set[str] = set()
+            self.redrives = redrive.Redrives()
+            self.map_runs = map_runs.MapRuns(map_runs.parent_end)
 
     # --- WSGI ------------------------------------------------------------------
 
@@ -266,13 +287,17 @@ class FaithfulStepFunctions:
     def _op_StartExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        of_version = self.versions.start(environ, params, start_response)
+        if of_version is not None:
+            return of_version
         # moto's own answer goes back untouched; only its ARN is needed here.
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
             captured["status"], captured["headers"] = status, headers
 
-        body = b"".join(self._forward(environ, json.dumps(params).encode(), capture))
+        with self.versions.start_lock:
+            body = b"".join(self._forward(environ, json.dumps(params).encode(), capture))
         if captured["status"].startswith("200"):
             try:
                 arn = str(json.loads(body)["executionArn"])
@@ -286,6 +311,9 @@ class FaithfulStepFunctions:
     def _op_DescribeExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        child = map_runs.handle(self, "DescribeExecution", params, start_response)
+        if child is not None:
+            return child
         status, data = self._moto(environ, "DescribeExecution", params)
         if status != 200:
             return _respond(start_response, status, data)
@@ -302,11 +330,17 @@ class FaithfulStepFunctions:
                 "ExecutionDoesNotExist",
                 f"Execution Does Not Exist: '{params.get('executionArn')}'",
             )
-        return _respond(start_response, 200, self._overlay_execution(data))
+        described = redrive.with_status(self, environ, self._overlay_execution(data))
+        return _respond(start_response, 200, self.versions.annotate(described))
 
     def _op_ListExecutions(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        if self.versions.qualified(params.get("stateMachineArn")):
+            return self.versions.list_executions(environ, params, start_response)
+        children = map_runs.handle(self, "ListExecutions", params, start_response)
+        if children is not None:
+            return children
         wanted = params.pop("statusFilter", None)
         limit = self.faults.page_limit
         if limit:
@@ -326,19 +360,26 @@ class FaithfulStepFunctions:
                     {**params, "maxResults": 1000, "nextToken": data["nextToken"]},
                 )
                 items.extend(data.get("executions", []))
-            items = [_timed_out_stop(self._overlay_execution(i)) for i in items]
+            items = [
+                self.versions.annotate(_timed_out_stop(self._overlay_execution(i))) for i in items
+            ]
             if wanted:
                 items = [i for i in items if i["status"] == wanted]
             return self._page(start_response, "executions", items, size, token, params)
         status, data = self._moto(environ, "ListExecutions", params)
         if status == 200:
-            data["executions"] = [_timed_out_stop(i) for i in data.get("executions", [])]
+            data["executions"] = [
+                self.versions.annotate(_timed_out_stop(i)) for i in data.get("executions", [])
+            ]
         return _respond(start_response, status, data)
 
     def _op_GetExecutionHistory(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         arn = params.get("executionArn", "")
+        child = map_runs.handle(self, "GetExecutionHistory", params, start_response)
+        if child is not None:
+            return child
         status, data = self._history(environ, arn)
         if status != 200:
             return _respond(start_response, status, data)
@@ -346,6 +387,7 @@ class FaithfulStepFunctions:
         overlay = self.overlays.get(arn)
         if overlay:
             events = self._overlay_history(events, overlay)
+        events = self.map_runs.parent_history(arn, events)
         if params.get("includeExecutionData") is False:
             events = [_without_data(e) for e in events]
         if params.get("reverseOrder"):
@@ -447,37 +489,42 @@ class FaithfulStepFunctions:
     def _op_RedriveExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        arn = params.get("executionArn", "")
-        status, data = self._moto(environ, "DescribeExecution", {"executionArn": arn})
-        if status != 200:
-            return _respond(start_response, status, data)
-        current = self._overlay_execution(data)["status"]
-        if current not in ("FAILED", "ABORTED", "TIMED_OUT"):
-            return _error(
-                start_response,
-                "ExecutionNotRedrivable",
-                f"Execution with status {current} cannot be redriven",
-            )
-        status, history = self._history(environ, arn)
-        now = _now()
-        with self.lock:
-            overlay = self.overlays.setdefault(arn, Overlay())
-            overlay.redrive_count += 1
-            overlay.redrive_date = now
-            overlay.status = "RUNNING"
-            overlay.output = overlay.error = overlay.cause = overlay.end_date = None
-            events = self._overlay_history(history.get("events", []), overlay)
-            overlay.extra_events.append(
-                {
-                    "timestamp": now,
-                    "type": "ExecutionRedriven",
-                    "id": len(events) + 1,
-                    "previousEventId": len(events),
-                    "executionRedrivenEventDetails": {"redriveCount": overlay.redrive_count},
-                }
-            )
-        self._emit(arn)
-        return _respond(start_response, 200, {"redriveDate": now})
+        return redrive.redrive_execution(self, environ, params, start_response)
+
+    def _op_ListMapRuns(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return map_runs.answer(self, "ListMapRuns", params, start_response)
+
+    def _op_DescribeMapRun(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return map_runs.answer(self, "DescribeMapRun", params, start_response)
+
+    def _op_UpdateMapRun(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return map_runs.answer(self, "UpdateMapRun", params, start_response)
+
+    def _op_PublishStateMachineVersion(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return self.versions.publish(environ, params, start_response)
+
+    def _op_ListStateMachineVersions(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return self.versions.list_versions(environ, params, start_response)
+
+    def _op_DeleteStateMachineVersion(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return self.versions.delete_version(environ, params, start_response)
+
+    def _op_DescribeStateMachineForExecution(
+        self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        return self.versions.describe_for_execution(environ, params, start_response)
 
     def _history(self, environ: dict[str, Any], arn: str) -> tuple[int, Any]:
         """moto's whole history of an execution.
@@ -701,6 +748,9 @@ class FaithfulStepFunctions:
         if path == "/fakeaws/config":
             self.configure(**body)
             return _respond(start_response, 200, {})
+        if path == "/fakeaws/map-runs":
+            run = self.map_runs.create(**body)
+            return _respond(start_response, 200, {"mapRunArn": run.arn})
         if path == "/fakeaws/finish":
             self.finish(
                 body.pop("executionArn"), body.pop("status"), body.pop("events", []), **body
@@ -713,12 +763,15 @@ class FaithfulStepFunctions:
         quotas: Any = "unchanged",
         faults: dict[str, Any] | None = None,
         events: dict[str, Any] | None = None,
+        redrive: dict[str, Any] | None = None,
     ) -> None:
         """Set what is given; `faults` and `events` replace the whole previous
         setting (`{}`: none), `quotas` "aws", {operation: (size, refill)} or None."""
         if events is not None:
             self.events.configure(**events)
         with self.lock:
+            if redrive is not None:
+                self.redrives.configure(**redrive)
             if quotas != "unchanged":
                 self.quotas = AWS_QUOTAS if quotas == "aws" else quotas
                 self.buckets = {}
