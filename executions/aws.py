@@ -109,6 +109,11 @@ class AlreadyFinished(AwsError):
     """StopExecution on an execution that is no longer running."""
 
 
+class NotRedrivable(AwsError):
+    """RedriveExecution on an execution AWS will not redrive (running, succeeded,
+    started 14 days ago or more, too many redrives): nothing changed."""
+
+
 class AlreadyExists(AwsError):
     """StartExecution: an execution of that name exists, closed or with another
     input (AWS's ExecutionAlreadyExists). `arn` is that execution's, when AWS said."""
@@ -845,6 +850,18 @@ def start_execution(target_arn: str, *, name: str, input: str) -> dict[str, Any]
             raise
         out.unanswered = exc.unanswered
         raise out from exc
+
+
+def redrive_execution(arn: str, *, client_token: str) -> dict[str, Any]:
+    """RedriveExecution; `client_token` makes a repeated call redrive once."""
+    try:
+        return _by_arn(arn, "RedriveExecution", executionArn=arn, clientToken=client_token)
+    except AwsError as exc:
+        if exc.code == "ExecutionNotRedrivable":
+            refused = NotRedrivable(exc.message, exc.code, "RedriveExecution")
+            refused.unanswered = exc.unanswered
+            raise refused from exc
+        raise
 
 
 # --- Events: SQS, EventBridge and STS -----------------------------------------

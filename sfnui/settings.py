@@ -371,6 +371,7 @@ SFNUI_API_QUOTAS: dict[str, tuple[float, float]] = {
     "DescribeExecution": (300, 15),
     "GetExecutionHistory": (400, 20),
     "StopExecution": (1000, 200),
+    "RedriveExecution": (1000, 200),
 }
 for _item in env_list("SFNUI_API_QUOTAS", []):
     try:

@@ -14,7 +14,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 from django_htmx.http import reswap, retarget
 
-from executions.actions import stop
+from executions.actions import redrive, stop
 from executions.history import progress, stuck
 from executions.reads import places
 from executions.text import incident, link_preview
@@ -184,6 +184,10 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             "console_url": execution_console_url(ex.arn),
             "state_machine_console_url": console_url(ex.state_machine.arn),
             "can_stop": ex.is_open and stop.can_stop(request.user),
+            # A failed, timed-out or aborted execution AWS may still redrive.
+            "redrivable": redrive.may_redrive(ex, now),
+            "redrivable_until": redrive.redrivable_until(ex),
+            "can_redrive": redrive.may_redrive(ex, now) and redrive.can_redrive(request.user),
             "watch": panel_context(request, ex),
         }
     )
