@@ -769,17 +769,23 @@ class Page(list[dict[str, Any]]):
 
 
 def list_executions(
-    state_machine_arn: str, *, status: str | None = None, page_size: int = 1000
+    state_machine_arn: str,
+    *,
+    status: str | None = None,
+    page_size: int = 1000,
+    map_run_arn: str = "",
 ) -> Iterator[Page]:
-    """Pages of executions, newest first. Stop iterating to stop paging."""
+    """Pages of executions, newest first. Stop iterating to stop paging.
+    With `map_run_arn`: that Map Run's child executions (state_machine_arn "")."""
     token: str | None = None
+    scope = {"mapRunArn": map_run_arn} if map_run_arn else {"stateMachineArn": state_machine_arn}
     while True:
-        params: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": page_size}
+        params: dict[str, Any] = {**scope, "maxResults": page_size}
         if status:
             params["statusFilter"] = status
         if token:
             params["nextToken"] = token
-        page = _by_arn(state_machine_arn, "ListExecutions", **params)
+        page = _by_arn(map_run_arn or state_machine_arn, "ListExecutions", **params)
         token = page.get("nextToken")
         yield Page(page.get("executions", []), more=bool(token))
         if not token:
@@ -788,6 +794,45 @@ def list_executions(
 
 def describe_execution(arn: str) -> dict[str, Any]:
     return _by_arn(arn, "DescribeExecution", executionArn=arn)
+
+
+# Distributed Map runs.
+
+
+def list_map_runs(execution_arn: str) -> Iterator[dict[str, Any]]:
+    """The Map Runs of an execution (ListMapRuns, every page)."""
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        if token:
+            params["nextToken"] = token
+        page = _by_arn(execution_arn, "ListMapRuns", **params)
+        yield from page.get("mapRuns", [])
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
+def describe_map_run(arn: str) -> dict[str, Any]:
+    return _by_arn(arn, "DescribeMapRun", mapRunArn=arn)
+
+
+def update_map_run(
+    arn: str,
+    *,
+    max_concurrency: int | None = None,
+    tolerated_failure_percentage: float | None = None,
+    tolerated_failure_count: int | None = None,
+) -> dict[str, Any]:
+    """UpdateMapRun with the limits given (None: unchanged)."""
+    params: dict[str, Any] = {"mapRunArn": arn}
+    if max_concurrency is not None:
+        params["maxConcurrency"] = max_concurrency
+    if tolerated_failure_percentage is not None:
+        params["toleratedFailurePercentage"] = tolerated_failure_percentage
+    if tolerated_failure_count is not None:
+        params["toleratedFailureCount"] = tolerated_failure_count
+    return _by_arn(arn, "UpdateMapRun", **params)
 
 
 def execution_history(
