@@ -16,7 +16,7 @@ from django.utils import timezone
 from executions import signals
 from executions.actions import bulk, watch
 from executions.database import unavailable
-from executions.sync import flows, runs, schedule
+from executions.sync import flows, map_runs, runs, schedule
 from executions.sync.locks import held
 
 from .models import Execution, StateMachine, SyncRun
@@ -36,6 +36,8 @@ def sync_tick() -> dict[str, int]:
     for pk in work.state_machines:
         list_state_machine.delay(pk)
     _send_batches(work.batches)
+    for account, region, pks in work.map_runs:
+        sync_map_runs.delay(pks, region, account)
     return {
         "discoveries": len(work.discoveries),
         "state_machines": len(work.state_machines),
@@ -119,6 +121,16 @@ def sync_executions(
         raise
     finally:
         schedule.batch_done(slot)
+
+
+@shared_task(bind=True, acks_late=True)
+def sync_map_runs(self: Task[Any, Any], pks: list[int], region: str, account: str = "") -> str:
+    """Distributed Map runs that are due: DescribeMapRun, their new children."""
+    try:
+        return map_runs.sync_map_runs(pks, region, account).summary()
+    except Exception as exc:
+        _retry_on_outage(self, exc)
+        raise
 
 
 @shared_task(acks_late=True)

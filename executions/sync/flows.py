@@ -36,7 +36,7 @@ from executions.models import (
     StateMachine,
     SyncRun,
 )
-from executions.sync import plan
+from executions.sync import map_runs, plan
 from executions.sync.backoff import (
     LAGGING_RETRIES,
     next_due,
@@ -55,6 +55,7 @@ from executions.sync.rows import (
     without_nul,
 )
 from executions.sync.runs import Stats, describe_error, recording
+from executions.sync.versions import link_definition, refresh_versions
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,15 @@ def _describe_state_machine(sm: StateMachine) -> None:
         status=d.get("status", "ACTIVE"),
         described_at=timezone.now(),
     )
+    # Versions and aliases change on deploys too: read with the definition.
+    refresh_versions(sm)
 
 
 def state_machine_for(arn: str) -> StateMachine:
     """The cached state machine, or a stub named from its ARN (filled by discovery)."""
+    if "/" in arn.rsplit(":", 1)[-1]:
+        # A Map Run's child state machine (...:stateMachine:PARENT/LABEL).
+        return map_runs.child_state_machine(arn)
     parsed = parse_state_machine_arn(arn)
     sm, _ = StateMachine.objects.get_or_create(
         arn=arn,
@@ -304,14 +310,22 @@ def sync_execution(ex: Execution, stats: Stats) -> None:
     with backoff.
     """
     try:
-        if ex.needs_describe or ex.described_at is None:
+        described = ex.needs_describe or ex.described_at is None
+        if described:
             _describe(ex, stats)
-        if not ex.history_complete:
+        if ex.map_run_arn and map_runs.without_history(ex):
+            # An Express Map Run's child: no history API, DescribeExecution tells all.
+            if not described and ex.is_open:
+                _describe(ex, stats)
+            map_runs.settle_without_history(ex)
+        elif not ex.history_complete:
             _fetch_history(ex, stats)
             if ex.needs_describe:
                 # The history showed the end before DescribeExecution did.
                 _describe(ex, stats)
                 mark_complete_if_final(ex)
+        # Once in its life: the definition it ran (sync/versions.py).
+        link_definition(ex)
     except (aws.Throttled, BudgetExhausted):
         reschedule(ex, delay=settings.SFNUI_RUNNING_MIN_INTERVAL, error="")
         raise
@@ -367,6 +381,7 @@ def _fetch_history(ex: Execution, stats: Stats) -> None:
                 [stored_event(ex.pk, event) for event in chunk], ignore_conflicts=True
             )
         stats.events += len(fresh)
+        map_runs.note_map_runs(ex.pk, fresh)
         for event in fresh:
             if event["id"] > newest_id:
                 newest_id, newest_type = event["id"], event["type"]

@@ -23,7 +23,7 @@ from executions import aws, budget
 from executions.budget import bucket
 from executions.database import busy
 from executions.models import Execution, StateMachine
-from executions.sync import plan
+from executions.sync import map_runs, plan
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class DueWork:
     state_machines: list[int] = field(default_factory=list)
     # (identity, region, execution pks) batches
     batches: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    # (identity, region, Map Run pks) batches (sync/map_runs.py)
+    map_runs: list[tuple[str, str, list[int]]] = field(default_factory=list)
 
 
 def claim_due_work(now: dt.datetime | None = None) -> DueWork:
@@ -61,6 +63,7 @@ def claim_due_work(now: dt.datetime | None = None) -> DueWork:
         (aws.key_for(account, region), region, pk) for pk, account, region in _due_elsewhere(now)
     )
     work.batches = _claim_batches(due, until)
+    work.map_runs = map_runs.claim_due(now)
     return work
 
 
