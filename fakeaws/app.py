@@ -36,7 +36,9 @@ the same port). It passes everything through to moto and adds:
   assumed role count against the role's account;
 - injected faults: throttle a share of calls (for a while, or for good), or
   all calls for a while; DescribeExecution not knowing young executions
-  (eventual consistency); extra latency; pages shorter than maxResults;
+  (eventual consistency); extra latency, fixed or drawn for each call from a
+  distribution given by its p50 and p95 (see fakeaws.latency); pages shorter
+  than maxResults;
 - a count of every call per operation, per "account:region" and operation,
   and of the throttled ones.
 
@@ -79,6 +81,7 @@ from typing import Any
 
 from . import map_runs, redrive
 from .events import StatusEvents, epoch_seconds, status_change_detail, watch_execution_ends
+from .latency import BadLatency, Latency
 from .versions import Versions
 
 # AWS's us-east-1 numbers: (bucket size, refill per second).
@@ -134,6 +137,8 @@ class Faults:
     describe_lag_seconds: float = 0.0
     # Added to every Step Functions call.
     latency_seconds: float = 0.0
+    # And a draw from this distribution (fakeaws.latency; None: off).
+    latency: Latency | None = None
     # At most this many items per page of GetExecutionHistory and
     # ListExecutions, whatever maxResults asks (0: no limit). AWS documents
     # maxResults as an upper bound only; tests use it to get many pages.
@@ -226,6 +231,8 @@ class FaithfulStepFunctions:
                 self.throttled[operation] += 1
                 self.throttled_by_target[(f"{account}:{region}", operation)] += 1
             latency = self.faults.latency_seconds
+            if self.faults.latency is not None:
+                latency += self.faults.latency.draw()
         if latency:
             time.sleep(latency)
         if refused:
@@ -746,7 +753,10 @@ class FaithfulStepFunctions:
             self.reset()
             return _respond(start_response, 200, {})
         if path == "/fakeaws/config":
-            self.configure(**body)
+            try:
+                self.configure(**body)
+            except (BadLatency, TypeError) as exc:
+                return _respond(start_response, 400, {"message": f"bad config: {exc}"})
             return _respond(start_response, 200, {})
         if path == "/fakeaws/map-runs":
             run = self.map_runs.create(**body)
@@ -784,6 +794,8 @@ class FaithfulStepFunctions:
                     faults["throttle_fraction_until"] = now + faults.pop(
                         "throttle_fraction_for_seconds"
                     )
+                if "latency" in faults:
+                    faults["latency"] = Latency.from_config(faults["latency"])
                 self.faults = Faults(**faults)
 
 
