@@ -30,6 +30,7 @@ from django.db import connections
 from django.db.models import (
     BigIntegerField,
     Case,
+    CharField,
     DateTimeField,
     ExpressionWrapper,
     F,
@@ -40,7 +41,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Concat
 
 from executions.models import Execution, ExecutionStatus, StateMachine
 
@@ -60,6 +61,9 @@ _LAST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 _UNINDEXED_START = ExpressionWrapper(
     F("start_date") + Value(dt.timedelta(0)), output_field=DateTimeField()
 )
+
+# The name as an expression no index serves (see page).
+_UNINDEXED_NAME = Concat(F("name"), Value(""), output_field=CharField())
 
 # The state machine as an expression no index serves (see matching).
 _UNINDEXED_STATE_MACHINE = ExpressionWrapper(
@@ -346,9 +350,18 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
             rows = list(_window(wanted, cursor, size, walk=False))
     elif filters.q:
         end = _walk_end(plain, cursor)
-        rows = list(
-            _window(wanted if end is None else _up_to(wanted, end, newest_first), cursor, size)
+        # The walk tests each name as an expression the trigram index does
+        # not serve: given the index, the planner ANDs its bitmap of every
+        # match (182,551 rows for "order": 20 ms) with the walk's range.
+        walking = (
+            plain.select_related("state_machine")
+            .only(*ROW_FIELDS)
+            .alias(name_unindexed=_UNINDEXED_NAME)
+            .filter(name_unindexed__icontains=filters.q)
         )
+        if end is not None:
+            walking = _up_to(walking, end, newest_first)
+        rows = list(_window(walking, cursor, size))
         if len(rows) < size and end is not None:
             if trigram:
                 rows = list(_window(wanted, cursor, size, walk=False))
