@@ -67,12 +67,14 @@ def redrive_execution(request: HttpRequest, arn: str) -> HttpResponse:
     form = RedriveForm(request.POST)
     if not form.is_valid():
         fresh = RedriveForm(initial={"request_token": uuid.uuid4()})
-        fresh.add_error(
-            None,
-            "This confirmation was incomplete or has expired, so nothing was sent. "
+        return _confirmation(
+            request,
+            ex,
+            fresh,
+            status=400,
+            notice="This confirmation was incomplete or has expired, so nothing was sent. "
             "Check the execution below and confirm again.",
         )
-        return _confirmation(request, ex, fresh, status=400)
     try:
         with aws.page_deadline():
             attempt = redrive.request_redrive(
@@ -80,12 +82,14 @@ def redrive_execution(request: HttpRequest, arn: str) -> HttpResponse:
             )
     except redrive.TokenReused:
         fresh = RedriveForm(initial={"request_token": uuid.uuid4()})
-        fresh.add_error(
-            None,
-            "This confirmation form was already used for another execution. "
+        return _confirmation(
+            request,
+            ex,
+            fresh,
+            status=400,
+            notice="This confirmation form was already used for another execution. "
             "Nothing was sent: check the execution below and confirm again.",
         )
-        return _confirmation(request, ex, fresh, status=400)
 
     detail = keep_tz(reverse("execution_detail", args=[ex.arn]), request)
     Outcome = ActionRequest.Outcome
@@ -143,6 +147,7 @@ def _confirmation(
     *,
     status: int = 200,
     refusal: str = "",
+    notice: str = "",
 ) -> HttpResponse:
     now = timezone.now()
     attempts = list(
@@ -156,6 +161,7 @@ def _confirmation(
         "form": form,
         "why_not": redrive.why_not(ex, now),
         "refusal": refusal,
+        "notice": notice,
         "redrivable_until": redrive.redrivable_until(ex),
         "failure": progress.failure_point(ex),
         "attempts": attempts,

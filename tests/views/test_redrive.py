@@ -1,0 +1,279 @@
+"""/executions/<arn>/redrive/: the confirmation page and the POST that redrives,
+and the detail page's Redrive button and "redrivable until"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from executions.models import ActionRequest, Execution
+from executions.sync import flows
+from tests.support.aws_faults import refused_url
+from tests.support.factories import execution_row, state_machine_row
+from tests.support.helpers import FAIL, wait_until_finished
+
+pytestmark = pytest.mark.django_db
+
+XSS = '<script>alert("x")</script>'
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def calls(fake_aws: Any, operation: str = "RedriveExecution") -> int:
+    return int(fake_aws.post("/fakeaws/calls", {})["calls"].get(operation, 0))
+
+
+def redrive_url(arn: str) -> str:
+    return reverse("execution_redrive", args=[arn])
+
+
+def detail_url(arn: str) -> str:
+    return reverse("execution_detail", args=[arn])
+
+
+def form(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"request_token": str(uuid.uuid4())}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def messages_of(response: Any) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+@pytest.fixture
+def redriver(django_user_model: Any) -> Any:
+    person = django_user_model.objects.create_user(username="fixer", password="fixer-pass-123")
+    person.user_permissions.add(Permission.objects.get(codename="redrive_execution"))
+    return person
+
+
+@pytest.fixture
+def redriver_client(client: Client, redriver: Any) -> Client:
+    client.force_login(redriver)
+    return client
+
+
+@pytest.fixture
+def failed(
+    make_state_machine: Callable[..., str], start: Callable[..., str], sfn: Any
+) -> Execution:
+    arn = start(make_state_machine("orders", FAIL), "order-1")
+    wait_until_finished(sfn, [arn])
+    return flows.import_execution(arn)
+
+
+def test_a_redriver_sees_what_will_be_redriven_and_redrives_it(
+    failed: Execution, redriver_client: Client, fake_aws: Any, sfn: Any
+) -> None:
+    page = redriver_client.get(redrive_url(failed.arn))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Redrive this execution?" in html
+    assert "order-1" in html
+    assert "Boom" in html  # the unsuccessful step, linked into the history
+    assert "#event-" in html
+    assert 'name="request_token"' in html
+    assert "attempt 2" in html
+
+    response = redriver_client.post(redrive_url(failed.arn), form())
+    assert response.status_code == 302
+    assert response["Location"] == detail_url(failed.arn)
+    assert any("Redrove order-1" in m and "attempt 2" in m for m in messages_of(response))
+    assert calls(fake_aws) == 1
+    assert sfn.describe_execution(executionArn=failed.arn)["redriveCount"] == 1
+    row = ActionRequest.objects.get()
+    assert (row.kind, row.outcome, row.username) == ("REDRIVE", "DONE", "fixer")
+    # The detail page it lands on shows it running again, with no Redrive button.
+    detail = redriver_client.get(response["Location"]).content.decode()
+    assert "redriven 1 time" in detail
+    assert 'id="redrive-button"' not in detail
+
+
+def test_the_redirect_keeps_the_time_zone(
+    failed: Execution, redriver_client: Client, fake_aws: Any
+) -> None:
+    response = redriver_client.post(redrive_url(failed.arn) + "?tz=Europe/Berlin", form())
+    assert response["Location"] == detail_url(failed.arn) + "?tz=Europe%2FBerlin"
+
+
+def test_a_viewer_or_a_stopper_may_neither_see_the_form_nor_redrive(
+    failed: Execution, client: Client, user: Any, operator: Any, fake_aws: Any
+) -> None:
+    for who in (user, operator):
+        client.force_login(who)
+        page = client.get(redrive_url(failed.arn))
+        assert page.status_code == 403
+        assert "executions.redrive_execution" in page.content.decode()
+        assert client.post(redrive_url(failed.arn), form()).status_code == 403
+    assert calls(fake_aws) == 0
+    assert not ActionRequest.objects.exists()
+
+
+def test_anonymous_people_are_sent_to_sign_in(client: Client) -> None:
+    ex = execution_row(status="FAILED")
+    for response in (client.get(redrive_url(ex.arn)), client.post(redrive_url(ex.arn), form())):
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+    assert not ActionRequest.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_other_methods_are_not_allowed(redriver_client: Client, method: str) -> None:
+    ex = execution_row(status="FAILED")
+    assert getattr(redriver_client, method)(redrive_url(ex.arn)).status_code == 405
+
+
+def test_csrf_is_enforced(failed: Execution, redriver: Any, fake_aws: Any) -> None:
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(redriver)
+    assert strict.post(redrive_url(failed.arn), form()).status_code == 403
+    assert calls(fake_aws) == 0
+    assert not ActionRequest.objects.exists()
+
+
+@pytest.mark.parametrize("token", [None, "not-a-uuid", ""])
+def test_a_bad_form_is_answered_with_400_and_sends_nothing(
+    failed: Execution, redriver_client: Client, fake_aws: Any, token: str | None
+) -> None:
+    response = redriver_client.post(redrive_url(failed.arn), form(request_token=token))
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "nothing was sent" in html
+    # A fresh token to confirm with.
+    assert 'name="request_token"' in html
+    assert calls(fake_aws) == 0
+    assert not ActionRequest.objects.exists()
+
+
+def test_a_double_submit_redrives_once(
+    failed: Execution, redriver_client: Client, fake_aws: Any
+) -> None:
+    data = form()
+    first = redriver_client.post(redrive_url(failed.arn), data)
+    again = redriver_client.post(redrive_url(failed.arn), data)
+    assert (first.status_code, again.status_code) == (302, 302)
+    assert calls(fake_aws) == 1
+    assert ActionRequest.objects.count() == 1
+
+
+def test_what_aws_will_not_redrive_is_refused_with_409(
+    failed: Execution, redriver_client: Client, fake_aws: Any, sfn: Any
+) -> None:
+    page = redriver_client.get(redrive_url(failed.arn))
+    assert page.status_code == 200
+    # Meanwhile someone redrives it from the console: the live check sees it.
+    sfn.redrive_execution(executionArn=failed.arn)
+    response = redriver_client.post(redrive_url(failed.arn), form())
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "was not redriven" in html
+    assert "AWS says RUNNING" in html
+    assert calls(fake_aws) == 1  # the console's
+    assert ActionRequest.objects.get().outcome == "REFUSED"
+
+
+def test_a_succeeded_execution_has_no_form_and_says_why(redriver_client: Client) -> None:
+    ex = execution_row(status="SUCCEEDED")
+    page = redriver_client.get(redrive_url(ex.arn))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "cannot be redriven" in html
+    assert "only failed, timed-out or aborted" in html
+    assert 'name="request_token"' not in html
+
+
+def test_an_execution_past_the_14_days_has_no_form(redriver_client: Client) -> None:
+    ex = execution_row(status="FAILED", started=timezone.now() - dt.timedelta(days=20))
+    html = redriver_client.get(redrive_url(ex.arn)).content.decode()
+    assert "more than 14 days ago" in html
+    assert 'name="request_token"' not in html
+
+
+def test_a_throttled_redrive_is_a_503_with_a_fresh_form(
+    failed: Execution, redriver_client: Client, fake_aws: Any
+) -> None:
+    fake_aws.app.configure(
+        faults={"throttle_fraction": 1.0, "throttle_operations": ["RedriveExecution"]}
+    )
+    response = redriver_client.post(redrive_url(failed.arn), form())
+    assert response.status_code == 503
+    html = response.content.decode()
+    assert "AWS is throttling, try again" in html
+    assert 'name="request_token"' in html
+    assert ActionRequest.objects.get().outcome == "FAILED"
+
+
+def test_aws_unreachable_is_a_503_said_plainly(redriver_client: Client, settings: Any) -> None:
+    settings.SFNUI_AWS_ENDPOINT_URL = refused_url()
+    ex = execution_row(status="FAILED")
+    response = redriver_client.post(redrive_url(ex.arn), form())
+    assert response.status_code == 503
+    assert "AWS unreachable: the redrive was not sent" in response.content.decode()
+
+
+def test_a_malformed_arn_is_a_404(redriver_client: Client) -> None:
+    response = redriver_client.get("/executions/not-an-arn/redrive/")
+    assert response.status_code == 404
+    assert "not a Step Functions execution ARN" in response.content.decode()
+
+
+def test_an_arn_aws_does_not_know_is_a_404(redriver_client: Client, fake_aws: Any) -> None:
+    arn = "arn:aws:states:us-east-1:123456789012:execution:ghost:nope"
+    response = redriver_client.post(redrive_url(arn), form())
+    assert response.status_code == 404
+    assert "does not know" in response.content.decode()
+    assert not ActionRequest.objects.exists()
+
+
+def test_the_page_escapes_hostile_names(redriver_client: Client) -> None:
+    sm = state_machine_row("hostile")
+    ex = execution_row(sm, name="x-run", status="FAILED", error=XSS)
+    html = redriver_client.get(redrive_url(ex.arn)).content.decode()
+    assert XSS not in html
+    assert "&lt;script&gt;" in html
+
+
+# --- The detail page ------------------------------------------------------------------
+
+
+def test_the_detail_page_offers_a_redrive_until_14_days_after_the_start(
+    redriver_client: Client, time_machine: Any
+) -> None:
+    time_machine.move_to(T0 + dt.timedelta(days=2), tick=False)
+    ex = execution_row(status="FAILED", started=T0)
+    html = redriver_client.get(detail_url(ex.arn) + "?tz=Europe/Berlin").content.decode()
+    assert 'id="redrive-button"' in html
+    assert redrive_url(ex.arn) + "?tz=Europe%2FBerlin" in html
+    # 14 days after 12:00 UTC, in Berlin's summer time.
+    assert "Redrivable until" in html
+    assert "2024-05-15 14:00:00 CEST" in html
+
+
+def test_the_detail_page_has_no_redrive_for_viewers_or_what_cannot_be_redriven(
+    client: Client, user: Any, redriver: Any, time_machine: Any
+) -> None:
+    time_machine.move_to(T0 + dt.timedelta(days=2), tick=False)
+    failed = execution_row(status="FAILED", started=T0)
+    client.force_login(user)
+    html = client.get(detail_url(failed.arn)).content.decode()
+    assert 'id="redrive-button"' not in html
+    assert "Redrivable until" in html  # a fact, whoever looks
+    client.force_login(redriver)
+    for ex in (
+        execution_row(status="SUCCEEDED", started=T0),
+        execution_row(status="RUNNING", started=T0),
+        execution_row(status="FAILED", started=T0 - dt.timedelta(days=13)),
+        execution_row(status="FAILED", started=T0, redrive_status="NOT_REDRIVABLE"),
+    ):
+        html = client.get(detail_url(ex.arn)).content.decode()
+        assert 'id="redrive-button"' not in html, ex.status
+        assert "Redrivable until" not in html
