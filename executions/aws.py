@@ -760,6 +760,38 @@ def describe_state_machine(arn: str) -> dict[str, Any]:
     return _by_arn(arn, "DescribeStateMachine", stateMachineArn=arn)
 
 
+def list_state_machine_versions(arn: str) -> Iterator[dict[str, Any]]:
+    """A state machine's published versions, newest first."""
+    yield from _pages(arn, "ListStateMachineVersions", "stateMachineVersions")
+
+
+def list_state_machine_aliases(arn: str) -> Iterator[dict[str, Any]]:
+    yield from _pages(arn, "ListStateMachineAliases", "stateMachineAliases")
+
+
+def describe_state_machine_alias(arn: str) -> dict[str, Any]:
+    """An alias with its routing weights (routingConfiguration)."""
+    return _by_arn(arn, "DescribeStateMachineAlias", stateMachineAliasArn=arn)
+
+
+def describe_state_machine_for_execution(arn: str) -> dict[str, Any]:
+    """The state machine as the execution ran it: its definition then, not today's."""
+    return _by_arn(arn, "DescribeStateMachineForExecution", executionArn=arn)
+
+
+def _pages(arn: str, operation: str, key: str) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"stateMachineArn": arn, "maxResults": 1000}
+        if token:
+            params["nextToken"] = token
+        page = _by_arn(arn, operation, **params)
+        yield from page.get(key, [])
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
 class Page(list[dict[str, Any]]):
     """One page of results; `more` says whether AWS has another after it."""
 
