@@ -294,3 +294,42 @@ def test_inputs_aws_refuses_are_refused_here_first(text: str, complaint: str) ->
 @pytest.mark.parametrize("text", ["{}", "[1, 2]", '"just a string"', "42", '{"a": {"b": null}}'])
 def test_inputs_aws_takes(text: str) -> None:
     assert starting.input_problem(text) is None
+
+
+def test_a_start_through_an_alias_runs_a_version_and_the_row_says_which(
+    starter: Any, fake_aws: Any, sfn: Any
+) -> None:
+    from executions.models import StateMachineAlias, StateMachineVersion
+
+    arn = sfn.create_state_machine(
+        name="canary",
+        definition=json.dumps(LONG_WAIT),
+        roleArn=ROLE,
+        publish=True,
+        versionDescription="first",
+    )["stateMachineArn"]
+    version_arn = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"][0][
+        "stateMachineVersionArn"
+    ]
+    alias_arn = sfn.create_state_machine_alias(
+        name="live", routingConfiguration=[{"stateMachineVersionArn": version_arn, "weight": 100}]
+    )["stateMachineAliasArn"]
+    sm = flows.state_machine_for(arn)
+    StateMachineVersion.objects.create(arn=version_arn, state_machine=sm, version=1)
+    StateMachineAlias.objects.create(
+        arn=alias_arn,
+        state_machine=sm,
+        name="live",
+        routing=[{"stateMachineVersionArn": version_arn, "weight": 100}],
+    )
+
+    attempt = run(sm, starter, name="canary-1", target=alias_arn)
+
+    assert attempt.outcome == ActionRequest.Outcome.DONE
+    assert attempt.target_arn == alias_arn
+    assert attempt.result_arn == f"{arn.replace(':stateMachine:', ':execution:')}:canary-1"
+    ex = Execution.objects.get(arn=attempt.result_arn)
+    assert ex.state_machine == sm
+    assert ex.state_machine_alias_arn == alias_arn
+    # DescribeExecution said which version the alias picked.
+    assert ex.state_machine_version_arn == version_arn
