@@ -23,9 +23,9 @@ and the same text always gives the same SVG (no set or hash order anywhere).
 Painting an execution on it (`Paint`) changes classes and links only.
 
 Every state name, label and title is user data and is escaped; nothing from
-the definition becomes an id or an attribute name. Imports nothing of
-executions: it reads the definition (plain JSON) and the facts the caller
-hands it.
+the definition becomes an id or an attribute name. Imports only times.py
+of executions: it reads the definition (plain JSON) and the facts the
+caller hands it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from html import escape
 from typing import Any
+
+from executions.times import human_seconds
 
 # States laid out at most (every nesting level together); beyond, the page
 # says the definition is too large to draw.
@@ -322,11 +324,19 @@ def _size_composite(node: _Node) -> None:
 
 
 def _break_cycles(box: _Box) -> list[int]:
-    """Reverse the edges a depth-first walk from Start finds going back;
-    the order nodes were first reached in (the initial order)."""
+    """Reverse the edges that close loops; the order nodes were first reached
+    in (the initial order). The flow (Next, Choice, Default) is walked first,
+    depth-first from Start, and an edge going back is reversed; then each
+    Catch is added forwards unless its target already leads to it, so that a
+    Catch jumping back is what is drawn upwards, not the Next it jumps to."""
     out: dict[int, list[_Edge]] = {k: [] for k in box.nodes}
+    catches: list[_Edge] = []
     for edge in box.edges:
-        if edge.src != edge.dst:
+        if edge.src == edge.dst:
+            continue
+        if edge.kind == "catch":
+            catches.append(edge)
+        else:
             out[edge.src].append(edge)
     state: dict[int, int] = {}  # 1: on the stack, 2: done
     order: list[int] = []
@@ -352,7 +362,32 @@ def _break_cycles(box: _Box) -> list[int]:
             else:
                 state[node] = 2
                 stack.pop()
+    forward: dict[int, list[int]] = {k: [] for k in box.nodes}
+    for edges in out.values():
+        for edge in edges:
+            a, b = (edge.dst, edge.src) if edge.reversed else (edge.src, edge.dst)
+            forward[a].append(b)
+    for edge in catches:
+        if _reaches(forward, edge.dst, edge.src):
+            edge.reversed = True
+            forward[edge.dst].append(edge.src)
+        else:
+            forward[edge.src].append(edge.dst)
     return order
+
+
+def _reaches(forward: dict[int, list[int]], a: int, b: int) -> bool:
+    seen = {a}
+    pending = [a]
+    while pending:
+        node = pending.pop()
+        if node == b:
+            return True
+        for nxt in forward[node]:
+            if nxt not in seen:
+                seen.add(nxt)
+                pending.append(nxt)
+    return False
 
 
 def _rank(box: _Box, order: list[int]) -> None:
@@ -685,23 +720,13 @@ def _path(points: tuple[tuple[float, float], ...]) -> str:
     return " ".join(out)
 
 
-def _seconds(value: float) -> str:
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 7200:
-        return f"{value / 60:.1f} min"
-    return f"{value / 3600:.1f} h"
-
-
 def _state_title(shape: Shape, facts: StateFacts | None, painted: bool) -> str:
     words = f"{shape.name} ({shape.type or 'state'})"
     if shape.retries:
         words += f"; Retry: up to {shape.retries} attempt{'s' if shape.retries != 1 else ''}"
     if facts is not None:
         visits = f"{facts.visits} visit{'s' if facts.visits != 1 else ''}"
-        words += f"; {facts.outcome}, {visits}, {_seconds(facts.seconds)}"
+        words += f"; {facts.outcome}, {visits}, {human_seconds(facts.seconds)}"
     elif painted:
         words += "; never reached"
     return words
