@@ -105,6 +105,16 @@ class Marker:
 
 
 @dataclass(slots=True)
+class Attempt:
+    """One attempt of a redriven execution: from its start (or its redrive) to the next."""
+
+    x: float
+    w: float
+    number: int  # 1 for the first run, 2 after the first redrive, ...
+    event_id: int  # where it begins: ExecutionStarted, or its ExecutionRedriven
+
+
+@dataclass(slots=True)
 class Drawing:
     rows: list[Row]
     ticks: list[Tick]
@@ -113,6 +123,8 @@ class Drawing:
     hidden_rows: int  # rows not drawn (caps)
     merged: int  # visits drawn inside cluster bars
     now_x: float | None  # where "now" is, for a running execution
+    # Only for a redriven execution: each attempt's band, drawn apart.
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 # --- Durations and times -----------------------------------------------------------
@@ -569,4 +581,18 @@ def layout(timeline: Timeline) -> Drawing:
         hidden_rows=lay.hidden,
         merged=lay.merged,
         now_x=now_x,
+        attempts=attempts(markers),
     )
+
+
+def attempts(markers: list[Marker]) -> list[Attempt]:
+    """The attempts a redrive splits the run into, each from where it begins to
+    where the next one does (none for an execution never redriven)."""
+    if not markers:
+        return []
+    starts = [(0.0, 1), *((m.x, m.event_id) for m in markers)]
+    out = []
+    for n, (x, event_id) in enumerate(starts):
+        end = starts[n + 1][0] if n + 1 < len(starts) else 100.0
+        out.append(Attempt(x, round(max(0.0, end - x), 3), n + 1, event_id))
+    return out

@@ -39,6 +39,9 @@ class EventRow:
     payloads: list[PayloadView]
     payload_note: str  # "input (1.2 KB)" when the summary has nothing else
     failed: bool
+    # The attempt this event begins, for a redriven execution (0: none):
+    # 1 at ExecutionStarted, n + 1 at the ExecutionRedriven of redrive n.
+    attempt_begins: int = 0
 
 
 def event_row(
@@ -79,4 +82,14 @@ def event_row(
             f"{p.label} ({p.size})" for p in payloads if not desc.parts and payloads
         ),
         failed=desc.failed,
+        attempt_begins=_attempt_begins(ev, timeline),
     )
+
+
+def _attempt_begins(ev: HistoryEvent, timeline: Timeline | None) -> int:
+    if ev.type == "ExecutionRedriven":
+        count = (ev.details or {}).get("redriveCount")
+        return (count if isinstance(count, int) and count > 0 else 1) + 1
+    if ev.type == "ExecutionStarted" and timeline is not None and timeline.redrives:
+        return 1
+    return 0

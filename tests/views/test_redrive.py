@@ -18,7 +18,7 @@ from django.utils import timezone
 from executions.models import ActionRequest, Execution
 from executions.sync import flows
 from tests.support.aws_faults import refused_url
-from tests.support.factories import execution_row, state_machine_row
+from tests.support.factories import events, execution_row, state_machine_row
 from tests.support.helpers import FAIL, wait_until_finished
 
 pytestmark = pytest.mark.django_db
@@ -277,3 +277,61 @@ def test_the_detail_page_has_no_redrive_for_viewers_or_what_cannot_be_redriven(
         html = client.get(detail_url(ex.arn)).content.decode()
         assert 'id="redrive-button"' not in html, ex.status
         assert "Redrivable until" not in html
+
+
+# --- The history and timeline, split by attempt ---------------------------------------
+
+
+def test_the_history_marks_where_each_attempt_begins_and_the_timeline_draws_them(
+    viewer_client: Client,
+) -> None:
+    ex = execution_row(status="SUCCEEDED", started=T0, redrive_count=2)
+    fail = ("executionFailedEventDetails", {"error": "Boom", "cause": "no table"})
+    entered = ("stateEnteredEventDetails", {"name": "Charge", "input": "{}"})
+    exited = ("stateExitedEventDetails", {"name": "Charge", "output": "{}"})
+    events(
+        ex,
+        [
+            ("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"}),
+            ("TaskStateEntered", *entered),
+            ("ExecutionFailed", *fail),
+            ("ExecutionRedriven", "executionRedrivenEventDetails", {"redriveCount": 1}),
+            ("TaskStateEntered", *entered),
+            ("ExecutionFailed", *fail),
+            ("ExecutionRedriven", "executionRedrivenEventDetails", {"redriveCount": 2}),
+            ("TaskStateEntered", *entered),
+            ("TaskStateExited", *exited),
+            ("ExecutionSucceeded", "executionSucceededEventDetails", {"output": "{}"}),
+        ],
+        step=10,
+    )
+    url = reverse("execution_history", args=[ex.arn])
+    html = viewer_client.get(url + "?tz=Europe/Berlin").content.decode()
+    # In the event table: a row before each attempt's first event, in order.
+    starts = [html.index(f'id="attempt-{n}"') for n in (1, 2, 3)]
+    assert starts == sorted(starts)
+    assert starts[0] < html.index('id="event-1"')
+    assert html.index('id="event-3"') < starts[1] < html.index('id="event-4"')
+    assert html.index('id="event-6"') < starts[2] < html.index('id="event-7"')
+    # The redrive's time in the page's zone (T0 + 60 s, Berlin summer time).
+    assert "redriven at 2024-05-01 14:01:00.000" in html
+    # In the timeline: one band per attempt, each linked to where it begins.
+    assert html.count('class="attempt attempt-') == 3
+    assert "3 attempts:" in html
+    for event_id in (1, 4, 7):
+        assert f'{event_id}#event-{event_id}">attempt' in html
+    assert ">attempt 3</a>" in html
+
+
+def test_a_history_never_redriven_has_no_attempts(viewer_client: Client) -> None:
+    ex = execution_row(status="FAILED", started=T0)
+    events(
+        ex,
+        [
+            ("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"}),
+            ("ExecutionFailed", "executionFailedEventDetails", {"error": "Boom"}),
+        ],
+    )
+    html = viewer_client.get(reverse("execution_history", args=[ex.arn])).content.decode()
+    assert 'id="attempt-' not in html
+    assert 'class="attempt attempt-' not in html
