@@ -248,15 +248,15 @@ def request_start(
     problem = name_problem(name) or input_problem(input_text)
     if problem:
         raise ValueError(problem)
-    existing = ActionRequest.objects.filter(request_token=request_token).first()
-    if existing is not None:
-        return _settled(_same_start(existing, sm))
     parameters: dict[str, Any] = {
         "name": name,
         "name_generated": name == generated_name(request_token),
         "state_machine": sm.arn,
         **input_facts(input_text),
     }
+    existing = ActionRequest.objects.filter(request_token=request_token).first()
+    if existing is not None:
+        return _settled(_same_start(existing, target_arn, parameters))
     if source is not None:
         parameters["rerun_of"] = source.arn
     try:
@@ -275,7 +275,7 @@ def request_start(
         # The same form, posted twice at the same moment: the other request
         # claimed it first and is the one that talks to AWS.
         existing = ActionRequest.objects.get(request_token=request_token)
-        return _settled(_same_start(existing, sm))
+        return _settled(_same_start(existing, target_arn, parameters))
 
     try:
         _attempt(attempt, sm, name, input_text)
@@ -304,12 +304,20 @@ def express(attempt: ActionRequest) -> bool:
     return bool(attempt.parameters.get("express"))
 
 
-def _same_start(attempt: ActionRequest, sm: StateMachine) -> ActionRequest:
-    if (
-        attempt.kind != ActionRequest.Kind.START
-        or attempt.parameters.get("state_machine") != sm.arn
-    ):
+def _same_start(
+    attempt: ActionRequest, target_arn: str, parameters: dict[str, Any]
+) -> ActionRequest:
+    """The attempt this form already made, if it asked for the same start: the
+    same form sent again after its fields were changed (back, edit, confirm)
+    is not a double click, and must not pass for one."""
+    asked = attempt.parameters
+    if attempt.kind != ActionRequest.Kind.START or attempt.target_arn != target_arn:
         raise TokenReused(f"request token {attempt.request_token} belongs to another action")
+    for key in ("state_machine", "name", "input_sha256"):
+        if asked.get(key) != parameters[key]:
+            raise TokenReused(
+                f"request token {attempt.request_token} was used for another start ({key} differs)"
+            )
     return attempt
 
 

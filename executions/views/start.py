@@ -293,8 +293,8 @@ def _start(request: HttpRequest, sm: StateMachine, form: StartForm) -> HttpRespo
         form.data = _with_fresh_token(request)
         form.add_error(
             None,
-            "This confirmation form was already used for another action. Nothing was sent: "
-            "check the form below and confirm again.",
+            "This form was already used to start something else (another name, input or "
+            "target). Nothing was sent: check the form below and go on again.",
         )
         return _edit(request, sm, form, status=400)
 

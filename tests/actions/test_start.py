@@ -333,3 +333,15 @@ def test_a_start_through_an_alias_runs_a_version_and_the_row_says_which(
     assert ex.state_machine_alias_arn == alias_arn
     # DescribeExecution said which version the alias picked.
     assert ex.state_machine_version_arn == version_arn
+
+
+def test_the_same_form_sent_again_with_another_input_or_name_is_not_a_double_click(
+    etl: StateMachine, starter: Any, fake_aws: Any
+) -> None:
+    token = uuid.uuid4()
+    run(etl, starter, token=token, payload='{"day": 1}')
+    with pytest.raises(starting.TokenReused, match="input_sha256 differs"):
+        run(etl, starter, token=token, payload='{"day": 2}')
+    with pytest.raises(starting.TokenReused, match="name differs"):
+        run(etl, starter, token=token, payload='{"day": 1}', name="etl-other")
+    assert calls(fake_aws, "StartExecution") == 1

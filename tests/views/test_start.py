@@ -389,3 +389,18 @@ def test_the_result_page_of_an_unknown_start_is_a_404(
     )
     assert response.status_code == 404
     assert "No start of nightly-etl" in response.content.decode()
+
+
+def test_a_used_form_sent_again_with_another_input_sends_nothing(
+    starter_client: Client, etl: StateMachine, fake_aws: Any
+) -> None:
+    data = form(etl)
+    assert starter_client.post(start_url(etl.arn), data).status_code == 302
+    again = starter_client.post(start_url(etl.arn), {**data, "input": '{"day": "other"}'})
+    assert again.status_code == 400
+    assert (
+        "already used to start something else (another name, input or target). Nothing was sent"
+        in again.content.decode()
+    )
+    assert again.context["form"]["request_token"].value() != data["request_token"]
+    assert calls(fake_aws) == 1
