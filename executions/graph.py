@@ -684,6 +684,8 @@ def layout(definition: str) -> Layout:
         )
     except RecursionError:
         return Layout(0, 0, (), (), budget.states, "The definition is nested too deeply.")
+    if budget.states == 0:
+        return Layout(0, 0, (), (), 0, "The definition has no states.")
     shapes: list[Shape] = []
     lines: list[Line] = []
     _flatten(box, MARGIN, MARGIN, 0, shapes, lines)

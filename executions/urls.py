@@ -2,16 +2,23 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from executions.web.converters import ExecutionArnConverter, StateMachineArnConverter
+from executions.web.converters import (
+    ExecutionArnConverter,
+    MapRunArnConverter,
+    StateMachineArnConverter,
+)
 
 from .views import (
     api,
     audit_actions,
     bulk_stop,
+    compare,
     detail,
+    graph,
     health,
     history,
     lists,
+    map_runs,
     redrive,
     runaways,
     start,
@@ -23,6 +30,7 @@ from .views import (
 
 register_converter(ExecutionArnConverter, "arn")
 register_converter(StateMachineArnConverter, "sm_arn")
+register_converter(MapRunArnConverter, "map_run_arn")
 
 urlpatterns = [
     path("executions/", lists.execution_list, name="execution_list"),
@@ -31,8 +39,12 @@ urlpatterns = [
     path("executions/<arn:arn>/history.txt", history.history_text, name="execution_history_text"),
     path("executions/<arn:arn>/history.json", history.history_json, name="execution_history_json"),
     path("executions/<arn:arn>/stop/", stop.stop_execution, name="execution_stop"),
+    path("executions/<arn:arn>/graph/", graph.execution_graph, name="execution_graph"),
+    path("compare/", compare.compare_runs, name="compare"),
     path("executions/<arn:arn>/redrive/", redrive.redrive_execution, name="execution_redrive"),
     path("executions/<arn:arn>/watch/", watch.watch_execution, name="execution_watch"),
+    path("map-runs/<map_run_arn:arn>/", map_runs.map_run_detail, name="map_run_detail"),
+    path("map-runs/<map_run_arn:arn>/update/", map_runs.map_run_update, name="map_run_update"),
     path("runaways/", runaways.runaway_finder, name="runaways"),
     path("bulk-stop/", bulk_stop.bulk_stop, name="bulk_stop"),
     path("bulk-stop/<uuid:batch_id>/", bulk_stop.bulk_stop_progress, name="bulk_stop_progress"),
