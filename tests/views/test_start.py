@@ -404,3 +404,36 @@ def test_a_used_form_sent_again_with_another_input_sends_nothing(
     )
     assert again.context["form"]["request_token"].value() != data["request_token"]
     assert calls(fake_aws) == 1
+
+
+def test_a_start_that_got_no_answer_lands_on_a_page_that_says_so(
+    starter_client: Client, etl: StateMachine, fake_aws: Any, settings: Any
+) -> None:
+    from tests.support.aws_faults import Withholding
+
+    settings.SFNUI_AWS_READ_TIMEOUT = 0.5
+    data = form(etl, name="etl-lost")
+    with Withholding(fake_aws.url, {"StartExecution"}, deliver=False) as endpoint:
+        settings.SFNUI_AWS_ENDPOINT_URL = endpoint.url
+        response = starter_client.post(start_url(etl.arn), data)
+    result = reverse("state_machine_start_result", args=[etl.arn, data["request_token"]])
+    assert response.status_code == 302
+    assert response["Location"] == result
+    assert "the outcome is unknown" in messages_of(response)[0]
+    page = starter_client.get(result)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Outcome unknown" in html
+    assert "AWS does not know an execution named etl-lost" in html
+
+
+def test_the_rerun_link_keeps_the_time_zone(starter_client: Client, etl: StateMachine) -> None:
+    ex = execution_row(etl, name="done-3")
+    html = starter_client.get(detail_url(ex.arn), {"tz": "Europe/Berlin"}).content.decode()
+    link = re.search(r'id="rerun" href="([^"]+)"', html)
+    assert link is not None
+    assert "tz=Europe%2FBerlin" in link.group(1)
+    assert "source=arn%3Aaws%3Astates" in link.group(1)
+    page = starter_client.get(link.group(1).replace("&amp;", "&"))
+    assert page.status_code == 200
+    assert "CET" in page.content.decode() or "CEST" in page.content.decode()
