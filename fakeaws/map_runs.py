@@ -63,6 +63,7 @@ from typing import Any
 
 # What maxConcurrency 0 means for a distributed Map.
 UNLIMITED = 10_000
+_TERMINAL = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -545,12 +546,21 @@ class MapRuns:
                     extra.append({"timestamp": run.stop, "type": "MapRunAborted"})
         if not extra:
             return events
-        # Stable: at equal times moto's event first, then ours.
-        merged = sorted(
-            [(_seconds(e["timestamp"]), 0, i, e) for i, e in enumerate(events)]
-            + [(_seconds(e["timestamp"]), 1, i, e) for i, e in enumerate(extra)],
-            key=lambda t: (t[0], t[1], t[2]),
-        )
+        # Stable: at equal times moto's event first, then ours; the parent's
+        # own end (ExecutionAborted when it was stopped) always last, as AWS
+        # writes the Map Run's end before the execution's.
+        end = math.inf
+        keyed = []
+        for i, e in enumerate(events):
+            kind = e.get("type", "")
+            # moto's types are enum members: their value is the name.
+            last = i == len(events) - 1 and str(getattr(kind, "value", kind)) in _TERMINAL
+            when = _seconds(e["timestamp"])
+            if last:
+                end = when
+            keyed.append((when, 2 if last else 0, i, e))
+        keyed += [(min(_seconds(e["timestamp"]), end), 1, i, e) for i, e in enumerate(extra)]
+        merged = sorted(keyed, key=lambda t: (t[0], t[1], t[2]))
         return _numbered([dict(e) for *_, e in merged])
 
     def abort_for_parent(self, arn: str, at: float) -> None:
