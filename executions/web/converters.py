@@ -26,3 +26,14 @@ class StateMachineArnConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+class MapRunArnConverter:
+    # arn:...:mapRun:PARENT/LABEL:id: one "/" inside, its second part holding a ":".
+    regex = r"[^/]+/[^/]*:[^/]*"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
