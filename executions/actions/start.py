@@ -363,7 +363,6 @@ def _already_exists(
     attempt: ActionRequest, sm: StateMachine, name: str, input_text: str, exc: aws.AlreadyExists
 ) -> None:
     arn = exc.arn or execution_arn(sm, name)
-    attempt.result_arn = arn
     ours = False
     live: dict[str, Any] | None = None
     if sm.type != "EXPRESS":
@@ -387,9 +386,12 @@ def _already_exists(
             f"“{exc.message}”; DescribeExecution shows it is this start's execution "
             f"(same name and input, started {aws.utc(live['startDate']):%Y-%m-%d %H:%M:%S} UTC)."
         )
+        attempt.result_arn = arn
         _record(attempt, sm, name, input_text, aws.utc(live.get("startDate")), live=live)
         return
     attempt.outcome = Outcome.REFUSED
+    # Not a result: the execution that holds the name (the page links to it).
+    attempt.parameters["existing_execution"] = arn
     same_input = live is not None and live.get("input") == input_text
     why = (
         f"it is {live.get('status')}, and a name cannot be used again for 90 days"

@@ -330,7 +330,8 @@ def _start(request: HttpRequest, sm: StateMachine, form: StartForm) -> HttpRespo
     form.is_valid()
     form.add_error(None, attempt.aws_response)
     if attempt.outcome == Outcome.REFUSED:
-        existing = Execution.objects.filter(arn=attempt.result_arn).first()
+        held_by = str(attempt.parameters.get("existing_execution", ""))
+        existing = Execution.objects.filter(arn=held_by).first() if held_by else None
         return _edit(request, sm, form, status=409, existing=existing)
     kind = str((attempt.parameters.get("aws_error") or {}).get("kind", "refused"))
     return _edit(request, sm, form, status=FAILURE_STATUS.get(kind, 502))

@@ -129,7 +129,8 @@ def test_the_same_name_with_another_input_is_refused(
     assert refused.outcome == ActionRequest.Outcome.REFUSED
     assert "already exists (with a different input)" in refused.aws_response
     assert "ExecutionAlreadyExists" in refused.aws_response
-    assert refused.result_arn.endswith(":etl-8")
+    assert refused.result_arn == ""  # nothing was made
+    assert refused.parameters["existing_execution"].endswith(":etl-8")
     assert len(sfn.list_executions(stateMachineArn=etl.arn)["executions"]) == 1
 
 
