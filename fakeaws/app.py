@@ -45,7 +45,8 @@ the same port). It passes everything through to moto and adds:
 All of it works for executions of any account (an ARN says whose it is).
 
 Control endpoints (JSON):
-- GET /fakeaws/calls: {"calls", "throttled": {operation: n}, "by_execution":
+- GET /fakeaws/calls: {"calls", "throttled": {operation: n}, "latency_seconds"
+  (injected latency slept, all calls together), "by_execution":
   {arn: {operation: n}}, "by_target", "throttled_by_target":
   {"account:region": {operation: n}}, "events": {outcome: n}};
 - GET /fakeaws/events: {"settings", "counts": {"emitted", "delivered",
@@ -192,6 +193,8 @@ class FaithfulStepFunctions:
             self.quotas: dict[str, tuple[float, float]] | None = None
             self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
             self.faults = Faults()
+            # Seconds of injected latency slept so far, all calls together.
+            self.latency_waited = 0.0
             self.overlays: dict[str, Overlay] = {}
             self.versions = Versions(self)
             self.final_histories: dict[str, list[dict[str, Any]]] = {}
@@ -233,6 +236,7 @@ class FaithfulStepFunctions:
             latency = self.faults.latency_seconds
             if self.faults.latency is not None:
                 latency += self.faults.latency.draw()
+            self.latency_waited += latency
         if latency:
             time.sleep(latency)
         if refused:
@@ -741,6 +745,7 @@ class FaithfulStepFunctions:
                     {
                         "calls": dict(self.calls),
                         "throttled": dict(self.throttled),
+                        "latency_seconds": self.latency_waited,
                         "by_execution": _nested(self.calls_by_execution, outer=1),
                         "by_target": _nested(self.calls_by_target, outer=0),
                         "throttled_by_target": _nested(self.throttled_by_target, outer=0),

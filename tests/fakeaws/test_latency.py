@@ -123,6 +123,9 @@ def test_every_call_waits_a_draw_once_configured(
     assert statistics.median(slept) == pytest.approx(0.030, rel=0.15)
     assert 0.05 < _quantile(slept, 0.95) < 0.12
     assert max(slept) <= 0.400
+    # The endpoint tells how long it made its callers wait, all calls together.
+    waited = _post(fake_aws, "/fakeaws/calls", {})[1]["latency_seconds"]
+    assert waited == pytest.approx(sum(slept))
 
     # The fixed latency adds to the draw.
     fake_aws.app.configure(faults={"latency_seconds": 1.0, "latency": {"p50": 0.03, "p95": 0.03}})
