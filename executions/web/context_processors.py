@@ -5,14 +5,18 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from executions.actions import stop
+from executions.actions import start, stop
 from executions.sync import freshness
 
 
 def permissions(request: HttpRequest) -> dict[str, Any]:
     # `can_stop` instead of `perms.executions.stop_execution`: one query, and
     # only on pages that ask.
-    return {"can_stop": SimpleLazyObject(lambda: stop.can_stop(request.user))}
+    return {
+        "can_stop": SimpleLazyObject(lambda: stop.can_stop(request.user)),
+        # The Start and Re-run buttons: one query, only on the pages that show them.
+        "can_start": SimpleLazyObject(lambda: start.can_start(request.user)),
+    }
 
 
 def sync_status(request: HttpRequest) -> dict[str, Any]:
