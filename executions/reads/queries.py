@@ -95,18 +95,27 @@ _CURSOR = re.compile(r"([np])(-?\d{1,18})\.(\d{1,19})")
 class Filters:
     statuses: tuple[str, ...] = ()
     state_machine_arn: str = ""
+    # The version or alias that started them (their ARNs).
+    version_arn: str = ""
+    alias_arn: str = ""
     # Of the state machine (its ARN's account and region).
     accounts: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     q: str = ""
     started_after: dt.datetime | None = None
     started_before: dt.datetime | None = None
+    # AWS's redriveFilter: True for REDRIVEN (redriven at least once), False
+    # for NOT_REDRIVEN, None for either.
+    redriven: bool | None = None
 
     @property
     def active(self) -> bool:
         return bool(
-            self.statuses
+            self.redriven is not None
+            or self.statuses
             or self.state_machine_arn
+            or self.version_arn
+            or self.alias_arn
             or self.accounts
             or self.regions
             or self.q
@@ -212,12 +221,19 @@ def matching(
             # Counts per status: one seek of exec_sm_status_start_idx per
             # state machine, each capped.
             qs = qs.filter(state_machine_id__in=machines.values("id"))
+    # exec_version_idx and exec_alias_idx (partial: never the empty ARN).
+    if filters.version_arn:
+        qs = qs.filter(state_machine_version_arn=filters.version_arn)
+    if filters.alias_arn:
+        qs = qs.filter(state_machine_alias_arn=filters.alias_arn)
     if filters.started_after is not None:
         qs = qs.filter(start_date__gte=filters.started_after)
     if filters.started_before is not None:
         qs = qs.filter(start_date__lt=filters.started_before)
     if filters.q:
         qs = qs.filter(name__icontains=filters.q)
+    if filters.redriven is not None:
+        qs = qs.filter(redrive_count__gt=0) if filters.redriven else qs.filter(redrive_count=0)
     if with_status and len(filters.statuses) == 1:
         qs = qs.filter(status=filters.statuses[0])
     return qs

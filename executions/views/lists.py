@@ -17,7 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from executions.links import keep_tz
-from executions.reads import places, queries
+from executions.reads import places, queries, versions
 from executions.times import iso_z
 from executions.web.forms import (
     MAX_QUERY,
@@ -267,6 +267,16 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
                 _with(request, state_machine=None),
             )
         )
+    if filters.version_arn:
+        out.append(
+            ActiveFilter(
+                "Version", versions.label(filters.version_arn), _with(request, version=None)
+            )
+        )
+    if filters.alias_arn:
+        out.append(
+            ActiveFilter("Alias", versions.label(filters.alias_arn), _with(request, alias=None))
+        )
     if filters.accounts:
         out.append(
             ActiveFilter(
@@ -299,6 +309,14 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
                 "Started before",
                 _local(filters.started_before),
                 _with(request, started_before=None),
+            )
+        )
+    if filters.redriven is not None:
+        out.append(
+            ActiveFilter(
+                "Redrive",
+                "redriven" if filters.redriven else "not redriven",
+                _with(request, redriven=None),
             )
         )
     return out

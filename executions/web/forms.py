@@ -16,6 +16,7 @@ from executions.arns import NotAnArn, parse_state_machine_arn
 from executions.models import ExecutionStatus
 from executions.reads import places
 from executions.reads.queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
+from executions.reads.versions import parse_alias_arn, parse_version_arn
 
 STATUSES = tuple(ExecutionStatus.values)
 # Long enough for an execution ARN inside an AWS console URL; a name is at
@@ -175,11 +176,19 @@ class ExecutionFilterForm(forms.Form):
 
     status = StatusesField()
     state_machine = forms.CharField(required=False, max_length=2048)
+    version = forms.CharField(required=False, max_length=2048)
+    alias = forms.CharField(required=False, max_length=2048)
     account = AccountsField()
     region = RegionsField()
     q = forms.CharField(required=False, max_length=MAX_QUERY)
     started_after = IsoDateTimeField(required=False)
     started_before = IsoDateTimeField(required=False)
+    # AWS's redriveFilter values.
+    redriven = forms.ChoiceField(
+        required=False,
+        choices=[("", "either"), ("REDRIVEN", "redriven"), ("NOT_REDRIVEN", "not redriven")],
+        error_messages={"invalid_choice": "must be REDRIVEN or NOT_REDRIVEN"},
+    )
     cursor = forms.CharField(required=False, max_length=200)
     per_page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_PAGE)
 
@@ -209,6 +218,32 @@ class ExecutionFilterForm(forms.Form):
                 raise ValidationError(
                     f"{_shown(arn)} is not a state machine ARN (it should look like "
                     "arn:aws:states:us-east-1:123456789012:stateMachine:Name)",
+                    code="invalid",
+                ) from None
+        return arn
+
+    def clean_version(self) -> str:
+        arn: str = self.cleaned_data["version"].strip()
+        if arn:
+            try:
+                parse_version_arn(arn)
+            except NotAnArn:
+                raise ValidationError(
+                    f"{_shown(arn)} is not a state machine version ARN (it should look like "
+                    "arn:aws:states:us-east-1:123456789012:stateMachine:Name:3)",
+                    code="invalid",
+                ) from None
+        return arn
+
+    def clean_alias(self) -> str:
+        arn: str = self.cleaned_data["alias"].strip()
+        if arn:
+            try:
+                parse_alias_arn(arn)
+            except NotAnArn:
+                raise ValidationError(
+                    f"{_shown(arn)} is not a state machine alias ARN (it should look like "
+                    "arn:aws:states:us-east-1:123456789012:stateMachine:Name:live)",
                     code="invalid",
                 ) from None
         return arn
@@ -251,11 +286,14 @@ class ExecutionFilterForm(forms.Form):
             # All six is no status filter at all (and uses the plain index).
             statuses=() if len(statuses) == len(STATUSES) else statuses,
             state_machine_arn=data["state_machine"],
+            version_arn=data["version"],
+            alias_arn=data["alias"],
             accounts=tuple(sorted(data["account"])),
             regions=tuple(sorted(data["region"])),
             q=data["q"],
             started_after=data["started_after"],
             started_before=data["started_before"],
+            redriven={"REDRIVEN": True, "NOT_REDRIVEN": False}.get(data.get("redriven") or ""),
         )
 
     @property

@@ -335,3 +335,42 @@ def test_a_history_never_redriven_has_no_attempts(viewer_client: Client) -> None
     html = viewer_client.get(reverse("execution_history", args=[ex.arn])).content.decode()
     assert 'id="attempt-' not in html
     assert 'class="attempt attempt-' not in html
+
+
+# --- The list's redriven / not redriven filter (AWS's redriveFilter) -------------------
+
+
+def test_the_list_filters_redriven_and_not_redriven_and_the_link_keeps_it(
+    viewer_client: Client,
+) -> None:
+    sm = state_machine_row("orders")
+    again = execution_row(sm, name="redriven-once", status="FAILED", redrive_count=1)
+    never = execution_row(sm, name="never-redriven", status="FAILED")
+    url = reverse("execution_list")
+
+    html = viewer_client.get(url, {"redriven": "REDRIVEN", "tz": "Europe/Berlin"}).content.decode()
+    assert again.name in html
+    assert never.name not in html
+    assert '<option value="REDRIVEN" selected>' in html
+    assert "Redrive:</span> <strong>redriven</strong>" in html
+
+    html = viewer_client.get(url, {"redriven": "NOT_REDRIVEN"}).content.decode()
+    assert never.name in html
+    assert again.name not in html
+
+    html = viewer_client.get(url).content.decode()
+    assert again.name in html
+    assert never.name in html
+
+
+def test_the_api_takes_the_same_filter(viewer_client: Client) -> None:
+    execution_row(name="redriven-once", status="FAILED", redrive_count=2)
+    execution_row(name="never-redriven", status="FAILED")
+    data = viewer_client.get(reverse("api_execution_list"), {"redriven": "REDRIVEN"}).json()
+    assert [e["name"] for e in data["executions"]] == ["redriven-once"]
+
+
+def test_a_bad_redriven_value_is_a_400(viewer_client: Client) -> None:
+    response = viewer_client.get(reverse("execution_list"), {"redriven": "maybe"})
+    assert response.status_code == 400
+    assert "must be REDRIVEN or NOT_REDRIVEN" in response.content.decode()
