@@ -89,6 +89,12 @@ def execution_or_404(arn: str, *, lookup: bool = True) -> Execution:
 
 
 def state_machine_or_404(arn: str) -> StateMachine:
+    if "/" in arn.rsplit(":", 1)[-1]:
+        # A Map Run's child state machine (...:stateMachine:PARENT/LABEL): known
+        # from its Map Runs only, never listed by AWS.
+        child = StateMachine.objects.filter(arn=arn).first()
+        if child is not None:
+            return child
     try:
         parse_state_machine_arn(arn)
     except NotAnArn:

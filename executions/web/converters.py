@@ -19,7 +19,8 @@ class ExecutionArnConverter:
 
 
 class StateMachineArnConverter:
-    regex = r"[^/]+"
+    # A Map Run's child state machine is "...:stateMachine:PARENT/LABEL".
+    regex = r"[^/]+(?:/[^/:]+(?=/|$))?"
 
     def to_python(self, value: str) -> str:
         return value
