@@ -187,6 +187,7 @@ def test_an_operator_lowers_the_concurrency(
     assert row.kind == ActionRequest.Kind.UPDATE_MAP_RUN
     assert row.outcome == ActionRequest.Outcome.DONE
     assert row.target_arn == fake_run.arn
+    assert row.execution is not None
     assert row.execution.arn == fake_run.execution_arn
     assert row.user == map_operator
     assert row.username == "mapper"
