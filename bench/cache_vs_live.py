@@ -150,8 +150,11 @@ def _control(endpoint: str, path: str, body: dict[str, Any] | None = None) -> An
         return json.loads(response.read() or b"{}")
 
 
-def _calls(endpoint: str) -> Counter[str]:
-    return Counter(_control(endpoint, "/fakeaws/calls")["calls"])
+def _calls(endpoint: str) -> tuple[Counter[str], float]:
+    """The endpoint's calls so far by operation, and the seconds of injected
+    latency it has slept."""
+    answer = _control(endpoint, "/fakeaws/calls")
+    return Counter(answer["calls"]), float(answer["latency_seconds"])
 
 
 def main() -> None:
@@ -257,13 +260,14 @@ def _measure(args: argparse.Namespace, endpoint: str, server_pid: int) -> dict[s
         the endpoint's, including the bench's own two /fakeaws/calls, in
         10 ms ticks), the AWS calls it made, bytes."""
         aws0 = _process_cpu_ms(server_pid)
-        before = _calls(endpoint)
+        before, waited0 = _calls(endpoint)
         web0, db0 = pages._schedstat("self")[0], pages._schedstat(backend)[0]
         t = time.perf_counter()
         status, size = pages._get(client, url)
         wall = time.perf_counter() - t
         web1, db1 = pages._schedstat("self")[0], pages._schedstat(backend)[0]
-        calls = _calls(endpoint) - before
+        after, waited1 = _calls(endpoint)
+        calls = after - before
         aws1 = _process_cpu_ms(server_pid)
         if status != 200:
             raise SystemExit(f"{url} answered {status}")
@@ -272,6 +276,7 @@ def _measure(args: argparse.Namespace, endpoint: str, server_pid: int) -> dict[s
             "web_cpu": (web1 - web0) / 1e6,
             "db_cpu": (db1 - db0) / 1e6,
             "aws_cpu": aws1 - aws0,
+            "wait": (waited1 - waited0) * 1000,
             "calls": calls,
             "bytes": size,
         }
@@ -399,11 +404,24 @@ def _compare(
         0.0,
         (sum(r["aws_cpu"] for r in live_runs) - sum(r["aws_cpu"] for r in cache_runs)) / runs,
     )
+    # What the run would take on an idle machine, as bench.pages's "idle":
+    # the CPU each side cost, plus (live) the latency the endpoint slept.
+    # Leaves out what a process pays to be scheduled and Redis's CPU.
+    cache_idle = summary([min(r["web_cpu"] + r["db_cpu"], r["ms"]) for r in cache_runs])
+    live_idle = summary([r["web_cpu"] + r["db_cpu"] + r["wait"] for r in live_runs])
+    live_idle_median = live_idle["median"] + live_aws_cpu
     return {
         "cache ms": cache_ms,
         "live ms": live_ms,
         "ratio live / cache (medians)": round(live_ms["median"] / cache_ms["median"], 1),
         "ratio live / cache (p95s)": round(live_ms["p95"] / cache_ms["p95"], 1),
+        "live: injected AWS latency slept per request, ms": ms([r["wait"] for r in live_runs]),
+        "live: the rest (wall - that latency), ms": ms([r["ms"] - r["wait"] for r in live_runs]),
+        "idle estimate, median ms (cache: web + db cpu; live: + endpoint cpu + latency)": [
+            round(cache_idle["median"], 1),
+            round(live_idle_median, 1),
+        ],
+        "idle estimate ratio live / cache": round(live_idle_median / cache_idle["median"], 1),
         "live: AWS calls per request": {op: n / len(live_runs) for op, n in sorted(calls.items())},
         "cache: AWS calls per request": 0,
         "cpu ms cache (web + PostgreSQL), median": {
