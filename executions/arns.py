@@ -92,6 +92,19 @@ def parse_state_machine_arn(value: str) -> StateMachineArn:
     )
 
 
+# arn:aws:states:us-east-1:123456789012:mapRun:StateMachine/MapLabel:id
+_MAP_RUN_RE = re.compile(
+    r"^arn:(?:aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):states:"
+    r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:mapRun:"
+    rf"{_NAME}/{_NAME}:[^\s/:]{{1,128}}$"
+)
+
+
+def is_map_run_arn(value: str) -> bool:
+    """A Distributed Map run's ARN (its page's URL holds it as it is)."""
+    return bool(_MAP_RUN_RE.match(value))
+
+
 def region_of(arn: str) -> str:
     parts = arn.split(":")
     if len(parts) < 6 or parts[0] != "arn" or parts[2] != "states":

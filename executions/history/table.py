@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from ..arns import is_map_run_arn
 from ..models import HistoryEvent
 from .drawing import offset_label
 from .events import Part, describe, pretty, size_label
@@ -42,6 +43,8 @@ class EventRow:
     # The attempt this event begins, for a redriven execution (0: none):
     # 1 at ExecutionStarted, n + 1 at the ExecutionRedriven of redrive n.
     attempt_begins: int = 0
+    # MapRunStarted: the Map Run it started (its page is linked from the row).
+    map_run_arn: str = ""
 
 
 def event_row(
@@ -83,7 +86,15 @@ def event_row(
         ),
         failed=desc.failed,
         attempt_begins=_attempt_begins(ev, timeline),
+        map_run_arn=_map_run_arn(ev),
     )
+
+
+def _map_run_arn(ev: HistoryEvent) -> str:
+    if ev.type != "MapRunStarted":
+        return ""
+    arn = str((ev.details or {}).get("mapRunArn") or "")
+    return arn if is_map_run_arn(arn) else ""
 
 
 def _attempt_begins(ev: HistoryEvent, timeline: Timeline | None) -> int:

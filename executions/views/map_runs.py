@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import uuid
 from typing import Any
 
@@ -28,15 +27,11 @@ from executions.web import ratelimit
 from executions.web.common import execution_or_404
 from executions.web.errors import PageError
 
-from ..arns import console_url
+from ..arns import console_url, is_map_run_arn
 from ..models import ActionRequest, Execution, ExecutionStatus, MapRun
 
 PAGE_SIZE = 100
 RECENT_UPDATES = 10
-_MAP_RUN_RE = re.compile(
-    r"^arn:aws[a-z-]*:states:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:mapRun:"
-    r"[^\s/:]{1,80}/[^\s/:]{1,80}:[^\s/:]{1,128}$"
-)
 COUNT_KEYS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total")
 
 
@@ -46,7 +41,7 @@ COUNT_KEYS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted"
 def map_run_or_404(arn: str) -> MapRun:
     """The cached Map Run; one the cache has not seen is looked up in AWS once
     (DescribeMapRun, and its parent execution) and stored."""
-    if not _MAP_RUN_RE.match(arn):
+    if not is_map_run_arn(arn):
         raise PageError(
             404,
             "Not a Map Run ARN",

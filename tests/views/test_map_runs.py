@@ -273,3 +273,13 @@ def test_throttling_is_a_clear_failure(fake_run: Any, map_client: Client, fake_a
     assert row.outcome == ActionRequest.Outcome.FAILED
     assert "throttling" in row.aws_response
     assert any("not updated" in m for m in messages_of(response))
+
+
+def test_the_parents_history_links_map_run_started_to_the_map_run(
+    fake_run: Any, viewer_client: Client
+) -> None:
+    history = viewer_client.get(reverse("execution_history", args=[fake_run.execution_arn]))
+    assert history.status_code == 200
+    html = history.content.decode()
+    assert "MapRunStarted" in html
+    assert page_url(fake_run.arn) in html
