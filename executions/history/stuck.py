@@ -401,7 +401,9 @@ def analyse(
     is what progress.open_states said (the live part has it already)."""
     if not execution.is_open:
         return None
-    definition = execution.state_machine.definition or ""
+    # The definition it ran, when the sync has read it; else today's (said below).
+    ran = execution.definition if execution.definition_id is not None else None
+    definition = ran.text if ran is not None else (execution.state_machine.definition or "")
     index = asl.state_index(definition)
     parsed = asl.parsed(definition)
     problem = ""
@@ -410,7 +412,7 @@ def analyse(
     elif parsed is None:
         problem = "The state machine's definition could not be read (not JSON)."
     notes = []
-    if execution.state_machine_version_arn:
+    if ran is None and execution.state_machine_version_arn:
         notes.append(
             "This execution runs a published version; limits are read from the state "
             "machine's current definition, which may differ."

@@ -16,7 +16,7 @@ from django_htmx.http import reswap, retarget
 
 from executions.actions import redrive, stop
 from executions.history import progress, stuck
-from executions.reads import places
+from executions.reads import places, versions
 from executions.text import incident, link_preview
 from executions.text.payloads import human_size, payload
 from executions.web.common import execution_or_404, sync_now
@@ -181,6 +181,8 @@ def detail_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
             if ex.described_at is None and not ex.is_open
             else NO_OUTPUT.get(ex.status, "No output."),
             "account_name": places.identity_name(ex.state_machine.account, ex.state_machine.region),
+            # The version and alias it ran, and the definition it ran (or today's, said so).
+            "ran": versions.of_execution(ex, getattr(request, "tz_name", "UTC")),
             "console_url": execution_console_url(ex.arn),
             "state_machine_console_url": console_url(ex.state_machine.arn),
             "can_stop": ex.is_open and stop.can_stop(request.user),

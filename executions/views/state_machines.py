@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 
 from executions import aws
 from executions.actions import stop
-from executions.reads import activity, places
+from executions.reads import activity, places, versions
 from executions.reads.activity import FAILURE_STATUSES, MachineStats, execution_list_url
 from executions.sync import flows, plan
 from executions.sync.plan import PlanSummary
@@ -148,6 +148,7 @@ def state_machine_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "definition": _pretty(sm.definition),
         "console_url": console_url(sm.arn),
         "can_stop": stop.can_stop(request.user),
+        "versions": versions.for_state_machine(sm, now, tz_name),
     }
     return render(request, "executions/state_machine_detail.html", context)
 
