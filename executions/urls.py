@@ -50,16 +50,18 @@ urlpatterns = [
     path("bulk-stop/<uuid:batch_id>/", bulk_stop.bulk_stop_progress, name="bulk_stop_progress"),
     path("bulk-stop/<uuid:batch_id>/resume/", bulk_stop.bulk_stop_resume, name="bulk_stop_resume"),
     path("state-machines/", state_machines.state_machine_list, name="state_machine_list"),
-    path(
-        "state-machines/<sm_arn:arn>/",
-        state_machines.state_machine_detail,
-        name="state_machine_detail",
-    ),
+    # Before the state machine's page: its ARN may end in "/LABEL" (a Map
+    # Run's child state machine), which would take "start" for a label.
     path("state-machines/<sm_arn:arn>/start/", start.start_page, name="state_machine_start"),
     path(
         "state-machines/<sm_arn:arn>/start/<uuid:token>/",
         start.start_result,
         name="state_machine_start_result",
+    ),
+    path(
+        "state-machines/<sm_arn:arn>/",
+        state_machines.state_machine_detail,
+        name="state_machine_detail",
     ),
     path("sync/", sync_page.sync_health, name="sync_health"),
     path("audit/", stop.audit_log, name="audit_log"),
