@@ -420,22 +420,35 @@ def _rank(box: _Box, order: list[int]) -> None:
 
 
 def _add_dummies(box: _Box) -> None:
+    """A dummy node per rank an edge crosses. Edges going down to the same
+    node share theirs (edge concentration): the Catch of sixty Tasks to one
+    Fail state is one trunk that they join, not sixty lines side by side."""
+    trunks: dict[tuple[int, str], dict[int, int]] = {}
     for edge in box.edges:
         a, b = (edge.dst, edge.src) if edge.reversed else (edge.src, edge.dst)
         chain = [a]
         if a != b:
+            trunk = (
+                trunks.setdefault((b, "catch" if edge.kind == "catch" else "flow"), {})
+                if not edge.reversed
+                else {}
+            )
             for r in range(box.nodes[a].rank + 1, box.nodes[b].rank):
-                key = len(box.nodes)
-                box.nodes[key] = _Node(key, "dummy", w=DUMMY_W, h=0.0, rank=r)
+                key = trunk.get(r)
+                if key is None:
+                    key = len(box.nodes)
+                    box.nodes[key] = _Node(key, "dummy", w=DUMMY_W, h=0.0, rank=r)
+                    trunk[r] = key
                 chain.append(key)
         chain.append(b)
         edge.chain = chain
 
 
 def _crossings(upper: list[int], lower: list[int], segments: list[tuple[int, int]]) -> int:
+    """Crossings between two adjacent ranks; `segments` are those between them."""
     pos_u = {k: i for i, k in enumerate(upper)}
     pos_l = {k: i for i, k in enumerate(lower)}
-    pairs = sorted((pos_u[a], pos_l[b]) for a, b in segments if a in pos_u and b in pos_l)
+    pairs = sorted((pos_u[a], pos_l[b]) for a, b in segments)
     count = 0
     for i, (_, y1) in enumerate(pairs):
         for x2, y2 in pairs[i + 1 :]:
@@ -448,11 +461,16 @@ def _order(box: _Box, first_reached: list[int]) -> list[list[int]]:
     depth = max(n.rank for n in box.nodes.values()) + 1
     ranks: list[list[int]] = [[] for _ in range(depth)]
     seen = {k: i for i, k in enumerate(first_reached)}
-    segments: list[tuple[int, int]] = []
+    unique: dict[tuple[int, int], None] = {}
     for edge in box.edges:
         for a, b in zip(edge.chain, edge.chain[1:], strict=False):
             if a != b:
-                segments.append((a, b))
+                unique[(a, b)] = None
+    segments = list(unique)
+    # The segments between rank r and r + 1, by r.
+    between: list[list[tuple[int, int]]] = [[] for _ in range(depth)]
+    for a, b in segments:
+        between[box.nodes[a].rank].append((a, b))
     initial: dict[int, tuple[int, int]] = {k: (i, 0) for k, i in seen.items()}
     for edge in box.edges:  # dummies follow the node their edge leaves
         for k in edge.chain[1:-1]:
@@ -466,7 +484,7 @@ def _order(box: _Box, first_reached: list[int]) -> list[list[int]]:
         up[b].append(a)
 
     def total(layers: list[list[int]]) -> int:
-        return sum(_crossings(layers[r], layers[r + 1], segments) for r in range(len(layers) - 1))
+        return sum(_crossings(layers[r], layers[r + 1], between[r]) for r in range(len(layers) - 1))
 
     best = [list(r) for r in ranks]
     best_count = total(best)
@@ -501,11 +519,14 @@ def _place(box: _Box, ranks: list[list[int]]) -> None:
     nodes = box.nodes
     up: dict[int, list[int]] = {k: [] for k in nodes}
     down: dict[int, list[int]] = {k: [] for k in nodes}
+    unique: dict[tuple[int, int], None] = {}
     for edge in box.edges:
         for a, b in zip(edge.chain, edge.chain[1:], strict=False):
             if a != b:
-                down[a].append(b)
-                up[b].append(a)
+                unique[(a, b)] = None
+    for a, b in unique:
+        down[a].append(b)
+        up[b].append(a)
     for layer in ranks:  # packed, from the left
         x = 0.0
         for k in layer:
@@ -542,15 +563,23 @@ def _place(box: _Box, ranks: list[list[int]]) -> None:
             previous_end = x + nodes[k].w + NODE_GAP
 
     for _ in range(SWEEPS):
-        for direction in (1, -1):
+        for direction in (-1, 1):
             rng = range(1, len(ranks)) if direction == 1 else range(len(ranks) - 2, -1, -1)
             links = up if direction == 1 else down
             for r in rng:
                 layer = ranks[r]
                 wanted = []
                 for k in layer:
-                    near = [centre(n) for n in links[k]]
-                    c = sum(near) / len(near) if near else centre(k)
+                    # A state lines up with the states next to it, and a
+                    # long edge with its own next piece, more than either
+                    # with the other: chains of states and long edges stay
+                    # straight instead of dragging each other sideways.
+                    dummy = nodes[k].kind == "dummy"
+                    weights = [
+                        1.0 if (nodes[n].kind == "dummy") == dummy else 0.2 for n in links[k]
+                    ]
+                    near = sum(w * centre(n) for w, n in zip(weights, links[k], strict=True))
+                    c = near / sum(weights) if weights else centre(k)
                     wanted.append(c - nodes[k].w / 2)
                 settle(layer, wanted)
     low = min((n.x for n in nodes.values()), default=0.0)
