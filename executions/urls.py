@@ -48,6 +48,7 @@ urlpatterns = [
     path("runaways/", runaways.runaway_finder, name="runaways"),
     path("bulk-stop/", bulk_stop.bulk_stop, name="bulk_stop"),
     path("bulk-stop/<uuid:batch_id>/", bulk_stop.bulk_stop_progress, name="bulk_stop_progress"),
+    path("bulk-redrive/", bulk_stop.bulk_redrive, name="bulk_redrive"),
     path("bulk-stop/<uuid:batch_id>/resume/", bulk_stop.bulk_stop_resume, name="bulk_stop_resume"),
     path("state-machines/", state_machines.state_machine_list, name="state_machine_list"),
     # Before the state machine's page: its ARN may end in "/LABEL" (a Map

@@ -1,5 +1,12 @@
-"""Guarded bulk stop: what a selection holds, the dry run, the batch, and the
-worker side that stops each execution of it.
+"""Guarded bulk stop and bulk redrive: what a selection holds, the dry run, the
+batch, and the worker side that stops (or redrives) each execution of it.
+
+A batch's `action` says which: "stop" acts on the open executions of the
+selection, through stop.request_stop (a StopRequest per item); "redrive" on
+those AWS may redrive (failed, timed out or aborted, started less than 14
+days ago, not known to be NOT_REDRIVABLE), through redrive.request_redrive
+(an ActionRequest per item, with the batch id). The same guard rails hold
+for both.
 
 The guard rails, in order:
 
@@ -37,9 +44,16 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from executions import signals
-from executions.actions import stop
+from executions.actions import redrive, stop
 from executions.arns import state_machine_name
-from executions.models import OPEN_STATUSES, BulkStop, BulkStopItem, Execution, StopRequest
+from executions.models import (
+    OPEN_STATUSES,
+    ActionRequest,
+    BulkStop,
+    BulkStopItem,
+    Execution,
+    StopRequest,
+)
 from executions.reads import runaways
 from executions.reads.queries import Filters, matching
 from executions.times import iso_z
@@ -56,6 +70,9 @@ SHOWN = 100
 EXCLUDED_CAP = 10_000
 # Picked executions per selection (the list shows 200 per page at most).
 MAX_PICKED = 1_000
+STOP = "stop"
+REDRIVE = "redrive"
+ACTIONS = (STOP, REDRIVE)
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,19 @@ class Selection:
         """What a batch stops: the open executions of the selection."""
         return self.candidates().filter(status__in=OPEN_STATUSES)
 
+    def to_redrive(self, now: dt.datetime | None = None) -> QuerySet[Execution]:
+        """What a batch redrives: what the cache says AWS may redrive (each is
+        checked live again before its redrive)."""
+        now = now or timezone.now()
+        return (
+            self.candidates()
+            .filter(status__in=redrive.REDRIVABLE_STATUSES, start_date__gt=now - redrive.WINDOW)
+            .filter(redrive_status__in=("", "REDRIVABLE"))
+        )
+
+    def targets(self, action: str) -> QuerySet[Execution]:
+        return self.to_redrive() if action == REDRIVE else self.to_stop()
+
     def query(self) -> list[tuple[str, str]]:
         """The selection as query parameters (links, hidden form fields)."""
         if self.is_picked:
@@ -103,6 +133,8 @@ class Selection:
             params.append(("started_after", iso_z(f.started_after)))
         if f.started_before:
             params.append(("started_before", iso_z(f.started_before)))
+        if f.redriven is not None:
+            params.append(("redriven", "REDRIVEN" if f.redriven else "NOT_REDRIVEN"))
         if self.in_state is not None:
             params.append(("in_state", self.in_state))
         return params
@@ -120,10 +152,11 @@ class Selection:
             "q": f.q,
             "started_after": iso_z(f.started_after) if f.started_after else None,
             "started_before": iso_z(f.started_before) if f.started_before else None,
+            "redriven": f.redriven,
             "in_state": self.in_state,
         }
 
-    def describe(self) -> str:
+    def describe(self, action: str = STOP) -> str:
         """In words, for the dry run and the batch."""
         if self.is_picked:
             n = len(self.picked)
@@ -146,6 +179,18 @@ class Selection:
             parts.append(f"started at or after {_utc(f.started_after)}")
         if f.started_before:
             parts.append(f"started before {_utc(f.started_before)}")
+        if f.redriven is not None:
+            parts.append("redriven before" if f.redriven else "never redriven")
+        if action == REDRIVE:
+            other = [s for s in f.statuses if s not in redrive.REDRIVABLE_STATUSES]
+            if other:
+                parts.append(
+                    f"(the filter also asks for {', '.join(other)}: nothing to redrive there)"
+                )
+            return (
+                "Failed, timed-out or aborted executions started in the last 14 days "
+                + " ".join(parts)
+            )
         closed = [s for s in f.statuses if s not in OPEN_STATUSES]
         if closed:
             parts.append(f"(the filter also asks for {', '.join(closed)}: nothing to stop there)")
@@ -161,6 +206,7 @@ class DryRun:
     # Selected but finished: left out. `excluded_exact` False: at least that many.
     excluded: int
     excluded_exact: bool
+    action: str = STOP
 
     @property
     def count(self) -> int:
@@ -185,32 +231,39 @@ def digest(ids: Iterable[int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def snapshot_ids(selection: Selection) -> list[int]:
-    """The ids a batch would stop now, oldest first (CAP + 1 at most: one more
-    says "too many")."""
+def snapshot_ids(selection: Selection, action: str = STOP) -> list[int]:
+    """The ids a batch would stop (or redrive) now, oldest first (CAP + 1 at
+    most: one more says "too many")."""
     return list(
-        selection.to_stop().order_by("start_date", "id").values_list("id", flat=True)[: CAP + 1]
+        selection.targets(action)
+        .order_by("start_date", "id")
+        .values_list("id", flat=True)[: CAP + 1]
     )
 
 
-def dry_run(selection: Selection) -> DryRun:
-    """Three queries: the ids, the first of them in full, the finished ones left out."""
-    ids = snapshot_ids(selection)
+def dry_run(selection: Selection, action: str = STOP) -> DryRun:
+    """Three queries: the ids, the first of them in full, the ones left out
+    (finished ones for a stop; the rest for a redrive)."""
+    ids = snapshot_ids(selection, action)
     shown = list(
         Execution.objects.filter(pk__in=ids[:SHOWN])
         .select_related("state_machine")
-        .only(*runaways.ROW_FIELDS)
+        .only(*runaways.ROW_FIELDS, *(("redrive_count",) if action == REDRIVE else ()))
         .annotate(state=runaways.current_state())
         .order_by("start_date", "id")
     )
-    finished = selection.candidates().exclude(status__in=OPEN_STATUSES)
-    excluded = finished.order_by().values("id")[: EXCLUDED_CAP + 1].count()
+    if action == REDRIVE:
+        left_out = selection.candidates().exclude(pk__in=selection.to_redrive().values("id"))
+    else:
+        left_out = selection.candidates().exclude(status__in=OPEN_STATUSES)
+    excluded = left_out.order_by().values("id")[: EXCLUDED_CAP + 1].count()
     return DryRun(
         selection=selection,
         ids=ids,
         shown=shown,
         excluded=min(excluded, EXCLUDED_CAP),
         excluded_exact=excluded <= EXCLUDED_CAP,
+        action=action,
     )
 
 
@@ -227,11 +280,14 @@ def start(
     ids: Sequence[int],
     error: str,
     cause: str,
+    action: str = STOP,
 ) -> BulkStop:
     """Record the batch and its items, and hand the chunks to workers once
     the transaction commits."""
     if len(ids) > CAP:
         raise ValueError(f"a batch stops at most {CAP} executions")
+    if action not in ACTIONS:
+        raise ValueError(f"a batch stops or redrives, not {action!r}")
     with transaction.atomic():
         batch = BulkStop.objects.create(
             id=batch_id,
@@ -240,9 +296,10 @@ def start(
             error=error,
             cause=cause,
             selection=selection.snapshot(),
-            description=selection.describe()[:1000],
+            description=selection.describe(action)[:1000],
             count=len(ids),
             finished_at=timezone.now() if not ids else None,
+            action=action,
         )
         BulkStopItem.objects.bulk_create(
             BulkStopItem(batch=batch, execution_id=pk, position=i) for i, pk in enumerate(ids)
@@ -255,7 +312,7 @@ def enqueue(batch: BulkStop) -> int:
     """Hand the items still waiting to workers, CHUNK per task. Returns the
     number of tasks sent; a broker that is down is recorded on the batch."""
     pending = list(
-        batch.items.filter(stop_request__isnull=True, note="")
+        batch.items.filter(**_WAITING)
         .order_by("position")
         .values_list("id", flat=True)
     )
@@ -267,10 +324,11 @@ def enqueue(batch: BulkStop) -> int:
             )
             sent += 1
     except Exception as exc:
-        log.warning("could not enqueue bulk stop %s", batch.pk, exc_info=True)
+        log.warning("could not enqueue bulk %s %s", batch.action, batch.pk, exc_info=True)
         handed = min(sent * CHUNK, len(pending))
+        what = "redrives" if batch.action == REDRIVE else "stops"
         text = (
-            f"Could not hand the stops to a worker ({type(exc).__name__}: {exc}). "
+            f"Could not hand the {what} to a worker ({type(exc).__name__}: {exc}). "
             f"{handed} of {len(pending)} were handed over; use Resume when the broker is back."
         )
         BulkStop.objects.filter(pk=batch.pk).update(enqueue_error=text[:2000])
@@ -281,14 +339,24 @@ def enqueue(batch: BulkStop) -> int:
 
 # --- The worker side ------------------------------------------------------------------
 
+# An item still waiting: no outcome, no note.
+_WAITING: dict[str, Any] = {
+    "stop_request__isnull": True,
+    "action_request__isnull": True,
+    "note": "",
+}
+
 
 def stop_items(batch_id: uuid.UUID, item_ids: Sequence[int]) -> str:
     """Stop the executions of these items, in order. Items that already have an
     outcome are skipped; a stop whose attempt was recorded but not linked (the
-    task died in between) is found again by its token, not sent again."""
+    task died in between) is found again by its token, not sent again. A
+    redrive batch's items are redriven (redrive_items)."""
     batch = BulkStop.objects.filter(pk=batch_id).first()
     if batch is None:
         return "gone"
+    if batch.action == REDRIVE:
+        return redrive_items(batch, item_ids)
     user = get_user_model().objects.filter(pk=batch.user_id).first() if batch.user_id else None
     items = list(
         BulkStopItem.objects.filter(
@@ -325,12 +393,50 @@ def stop_items(batch_id: uuid.UUID, item_ids: Sequence[int]) -> str:
     return f"{done} of {len(item_ids)} stopped or checked"
 
 
+def redrive_items(batch: BulkStop, item_ids: Sequence[int]) -> str:
+    """Redrive the executions of these items, in order, as stop_items stops them:
+    one ActionRequest each (token uuid5(batch id, ARN), also AWS's clientToken),
+    each checked live first."""
+    user = get_user_model().objects.filter(pk=batch.user_id).first() if batch.user_id else None
+    items = list(
+        BulkStopItem.objects.filter(batch=batch, pk__in=list(item_ids), **_WAITING)
+        .select_related("execution__state_machine")
+        .order_by("position")
+    )
+    done = 0
+    for item in items:
+        if user is None:
+            _note(item, f"Not sent: {batch.username} no longer exists.")
+            continue
+        try:
+            attempt = redrive.request_redrive(
+                item.execution,
+                user,
+                request_token=request_token(batch.pk, item.execution.arn),
+                batch_id=batch.pk,
+            )
+        except PermissionDenied:
+            _note(
+                item,
+                f"Not sent: {batch.username} no longer has the permission to redrive executions.",
+            )
+            continue
+        BulkStopItem.objects.filter(pk=item.pk, action_request__isnull=True).update(
+            action_request=attempt
+        )
+        done += 1
+    _finish_if_done(batch)
+    return f"{done} of {len(item_ids)} redriven or checked"
+
+
 def _note(item: BulkStopItem, text: str) -> None:
-    BulkStopItem.objects.filter(pk=item.pk, stop_request__isnull=True).update(note=text)
+    BulkStopItem.objects.filter(
+        pk=item.pk, stop_request__isnull=True, action_request__isnull=True
+    ).update(note=text)
 
 
 def _finish_if_done(batch: BulkStop) -> None:
-    if not batch.items.filter(stop_request__isnull=True, note="").exists():
+    if not batch.items.filter(**_WAITING).exists():
         BulkStop.objects.filter(pk=batch.pk, finished_at__isnull=True).update(
             finished_at=timezone.now()
         )
@@ -356,7 +462,10 @@ class Progress:
 
 
 def progress(batch: BulkStop) -> Progress:
-    """Outcomes so far, in one query."""
+    """Outcomes so far, in one query. For a redrive batch, `stopped` counts the
+    executions redriven, `refused` those AWS would not redrive."""
+    if batch.action == REDRIVE:
+        return _redrive_progress(batch)
     Outcome = StopRequest.Outcome
     in_flight = Q(stop_request__aws_response=stop.IN_FLIGHT)
     counts = batch.items.aggregate(
@@ -367,6 +476,21 @@ def progress(batch: BulkStop) -> Progress:
         sending=Count("id", filter=in_flight),
         not_sent=Count("id", filter=Q(stop_request__isnull=True) & ~Q(note="")),
         waiting=Count("id", filter=Q(stop_request__isnull=True, note="")),
+    )
+    return Progress(**{k: int(v or 0) for k, v in counts.items()})
+
+
+def _redrive_progress(batch: BulkStop) -> Progress:
+    Outcome = ActionRequest.Outcome
+    in_flight = Q(action_request__aws_response=redrive.IN_FLIGHT)
+    counts = batch.items.aggregate(
+        stopped=Count("id", filter=Q(action_request__outcome=Outcome.DONE)),
+        refused=Count("id", filter=Q(action_request__outcome=Outcome.REFUSED)),
+        failed=Count("id", filter=Q(action_request__outcome=Outcome.FAILED) & ~in_flight),
+        unknown=Count("id", filter=Q(action_request__outcome=Outcome.UNKNOWN)),
+        sending=Count("id", filter=in_flight),
+        not_sent=Count("id", filter=Q(action_request__isnull=True) & ~Q(note="")),
+        waiting=Count("id", filter=Q(action_request__isnull=True, note="")),
     )
     return Progress(**{k: int(v or 0) for k, v in counts.items()})
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,6 +18,7 @@ from executions.history import progress
 from executions.links import keep_tz
 from executions.sync import schedule
 from executions.web.common import execution_or_404
+from executions.web.redrive_form import redrive_permission
 
 from ..arns import console_url
 from ..models import ActionRequest, Execution
@@ -35,22 +32,6 @@ class RedriveForm(forms.Form):
     # One per rendered form: a second POST of the same form sends nothing
     # again, and it is AWS's clientToken too.
     request_token = forms.UUIDField(widget=forms.HiddenInput)
-
-
-def redrive_permission(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A 403 page that says which permission is missing."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not redrive.can_redrive(request.user):
-            raise PermissionDenied(
-                "Redriving executions needs the permission “Can redrive a failed, timed-out or "
-                f"aborted execution” ({redrive.PERMISSION}). Ask an administrator to grant it "
-                f"to {request.user.get_username()}."
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @require_http_methods(["GET", "POST"])

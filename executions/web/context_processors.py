@@ -5,7 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from executions.actions import start, stop
+from executions.actions import redrive, start, stop
 from executions.sync import freshness
 
 
@@ -16,6 +16,8 @@ def permissions(request: HttpRequest) -> dict[str, Any]:
         "can_stop": SimpleLazyObject(lambda: stop.can_stop(request.user)),
         # The Start and Re-run buttons: one query, only on the pages that show them.
         "can_start": SimpleLazyObject(lambda: start.can_start(request.user)),
+        # The bulk redrive link of the list (the detail page sets its own).
+        "can_redrive": SimpleLazyObject(lambda: redrive.can_redrive(request.user)),
     }
 
 

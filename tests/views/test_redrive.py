@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,11 +15,14 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from executions.models import ActionRequest, Execution
+from executions.actions import bulk
+from executions.models import ActionRequest, BulkStop, Execution
+from executions.reads.queries import Filters
 from executions.sync import flows
+from sfnui.celery import app as celery_app
 from tests.support.aws_faults import refused_url
 from tests.support.factories import events, execution_row, state_machine_row
-from tests.support.helpers import FAIL, wait_until_finished
+from tests.support.helpers import FAIL, PASS, wait_until_finished
 
 pytestmark = pytest.mark.django_db
 
@@ -374,3 +377,184 @@ def test_a_bad_redriven_value_is_a_400(viewer_client: Client) -> None:
     response = viewer_client.get(reverse("execution_list"), {"redriven": "maybe"})
     assert response.status_code == 400
     assert "must be REDRIVEN or NOT_REDRIVEN" in response.content.decode()
+
+
+# --- Bulk redrive from a filter, guarded as bulk stop is -------------------------------
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    """Tasks run in this process as they are sent."""
+    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
+
+
+@pytest.fixture
+def orders(
+    fake_aws: Any, make_state_machine: Callable[..., str], start: Callable[..., str], sfn: Any
+) -> dict[str, Any]:
+    """Three failed orders, one that succeeded, and a failed report elsewhere; synced."""
+    failing = make_state_machine("orders", FAIL)
+    fine = make_state_machine("hello", PASS)
+    reports = make_state_machine("reports", FAIL)
+    failed = [start(failing, f"order-{i}") for i in range(3)]
+    succeeded = start(fine, "hello-1")
+    elsewhere = start(reports, "report-1")
+    wait_until_finished(sfn, [*failed, succeeded, elsewhere])
+    for arn in (*failed, succeeded, elsewhere):
+        flows.import_execution(arn)
+    return {"orders": failing, "failed": failed, "elsewhere": elsewhere}
+
+
+def bulk_confirmation(response: Any, **overrides: Any) -> dict[str, Any]:
+    assert response.status_code in (200, 409), response.content.decode()[:2000]
+    data: dict[str, Any] = {}
+    for name, value in response.context["selection_query"]:
+        data.setdefault(name, []).append(value)
+    initial = response.context["form"].initial
+    data.update(
+        {
+            "batch_id": str(initial["batch_id"]),
+            "expected": str(initial["expected"]),
+            "digest": initial["digest"],
+            "typed": str(initial["expected"]),
+        }
+    )
+    data.update(overrides)
+    return data
+
+
+BULK = reverse("bulk_redrive")
+
+
+def test_a_bulk_redrive_from_a_filter_redrives_each_failed_execution_once_under_one_batch_id(
+    orders: dict[str, Any],
+    redriver_client: Client,
+    redriver: Any,
+    fake_aws: Any,
+    sfn: Any,
+    eager: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # An old failure of the same state machine, only in the cache: past the 14 days.
+    old = execution_row(
+        Execution.objects.get(arn=orders["failed"][0]).state_machine,
+        name="order-old",
+        status="FAILED",
+        started=timezone.now() - dt.timedelta(days=20),
+    )
+    dry = redriver_client.get(BULK, {"state_machine": orders["orders"], "tz": "Europe/Berlin"})
+    assert dry.status_code == 200
+    html = dry.content.decode()
+    assert "Redrive 3 executions?" in html
+    assert 'id="dry-count">3<' in html
+    assert "order-old" not in html  # left out, counted
+    assert dry.context["dry"].excluded == 1
+    assert calls(fake_aws) == 0  # a dry run sends nothing
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = redriver_client.post(BULK, bulk_confirmation(dry))
+    batch = BulkStop.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("bulk_stop_progress", args=[batch.pk])
+    assert (batch.action, batch.count, batch.username) == ("redrive", 3, "fixer")
+    assert batch.finished_at is not None
+    assert calls(fake_aws) == 3
+    for arn in orders["failed"]:
+        assert sfn.describe_execution(executionArn=arn)["redriveCount"] == 1
+    assert sfn.describe_execution(executionArn=orders["elsewhere"])["redriveCount"] == 0
+    assert old.pk not in [i.execution_id for i in batch.items.all()]
+    # One audit row per execution, under the batch id, linked from its item.
+    rows = ActionRequest.objects.filter(batch_id=batch.pk)
+    assert sorted(r.target_arn for r in rows) == sorted(orders["failed"])
+    assert {(r.kind, r.outcome) for r in rows} == {("REDRIVE", "DONE")}
+    assert all(i.action_request_id for i in batch.items.all())
+
+    progress = redriver_client.get(response["Location"]).content.decode()
+    assert "Bulk redrive of 3 executions" in progress
+    assert "redriven 3" in progress
+    assert reverse("action_audit") + f"?batch={batch.pk}" in progress
+
+    # The same confirmation again: the batch is running, nothing more is sent.
+    again = redriver_client.post(BULK, bulk_confirmation(dry))
+    assert again.status_code == 302
+    assert BulkStop.objects.count() == 1
+    assert calls(fake_aws) == 3
+
+
+def test_a_bulk_redrive_refuses_a_wrong_count_and_a_changed_selection(
+    orders: dict[str, Any], redriver_client: Client, fake_aws: Any, sfn: Any
+) -> None:
+    dry = redriver_client.get(BULK, {"state_machine": orders["orders"]})
+    wrong = redriver_client.post(BULK, bulk_confirmation(dry, typed="30"))
+    assert wrong.status_code == 400
+    assert "type 3" in wrong.content.decode()
+    # One is redriven from the console meanwhile: the count is 2 now.
+    sfn.redrive_execution(executionArn=orders["failed"][0])
+    Execution.objects.filter(arn=orders["failed"][0]).update(status="RUNNING", redrive_count=1)
+    changed = redriver_client.post(BULK, bulk_confirmation(dry))
+    assert changed.status_code == 409
+    assert "holds 2 redrivable executions now, not 3" in changed.content.decode()
+    assert not BulkStop.objects.exists()
+    assert calls(fake_aws) == 1  # the console's
+
+
+def test_a_bulk_redrive_needs_the_permission_and_csrf(
+    orders: dict[str, Any], client: Client, operator: Any, redriver: Any, fake_aws: Any
+) -> None:
+    client.force_login(operator)  # may stop, not redrive
+    page = client.get(BULK, {"state_machine": orders["orders"]})
+    assert page.status_code == 403
+    assert "executions.redrive_execution" in page.content.decode()
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(redriver)
+    assert strict.post(BULK, {"state_machine": orders["orders"]}).status_code == 403
+    assert not BulkStop.objects.exists()
+
+
+def test_a_bulk_redrive_with_a_bad_filter_is_a_400(redriver_client: Client) -> None:
+    response = redriver_client.get(BULK, {"state_machine": "not-an-arn", "redriven": "nope"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "state_machine" in html
+    assert "must be REDRIVEN or NOT_REDRIVEN" in html
+
+
+def test_the_list_links_to_a_bulk_redrive_of_its_filter_for_redrivers_only(
+    client: Client, user: Any, redriver: Any
+) -> None:
+    execution_row(status="FAILED")
+    client.force_login(redriver)
+    html = client.get(reverse("execution_list"), {"status": "FAILED"}).content.decode()
+    assert 'id="bulk-redrive-link"' in html
+    assert BULK + "?status=FAILED" in html
+    client.force_login(user)
+    html = client.get(reverse("execution_list"), {"status": "FAILED"}).content.decode()
+    assert 'id="bulk-redrive-link"' not in html
+
+
+def test_a_bulk_redrive_item_whose_author_lost_the_permission_is_not_sent(
+    orders: dict[str, Any], redriver: Any, fake_aws: Any
+) -> None:
+    selection = bulk.Selection(filters=Filters(state_machine_arn=orders["orders"]))
+    ids = bulk.snapshot_ids(selection, bulk.REDRIVE)
+    batch = bulk.start(
+        batch_id=uuid.uuid4(),
+        user=redriver,
+        selection=selection,
+        ids=ids,
+        error="",
+        cause="",
+        action=bulk.REDRIVE,
+    )
+    redriver.user_permissions.clear()
+    items = list(batch.items.values_list("id", flat=True))
+    bulk.stop_items(batch.pk, items)
+    assert calls(fake_aws) == 0
+    assert all("no longer has the permission to redrive" in i.note for i in batch.items.all())
+    assert bulk.progress(batch).not_sent == 3
+    batch.refresh_from_db()
+    assert batch.finished_at is not None
