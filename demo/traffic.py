@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .workflows import ROLE_ARN, WORKFLOWS, Input, Workflow
+from .workflows import CANARY_ALIAS, CANARY_WEIGHT, ROLE_ARN, WORKFLOWS, Input, Workflow
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -52,6 +52,8 @@ class Traffic:
         self.clock = clock
         self.busy_seconds = busy_seconds
         self.state_machines: dict[str, str] = {}
+        # What callers start, when not the state machine: its canary alias.
+        self.start_arns: dict[str, str] = {}
         self.started: Counter[str] = Counter()
         self.failed_calls = 0
         self._names: set[str] = set()
@@ -78,7 +80,40 @@ class Traffic:
                 )["stateMachineArn"]
                 log.info("created the state machine %s", arn)
             self.state_machines[wf.name] = arn
+            if wf.canary is not None:
+                self.start_arns[wf.name] = self._canary(wf, arn)
         return dict(self.state_machines)
+
+    def _canary(self, wf: Workflow, arn: str) -> str:
+        """Versions 1 and 2 of `wf` and its alias (made once); the alias's ARN."""
+        assert wf.canary is not None
+        alias_arn = f"{arn}:{CANARY_ALIAS}"
+        aliases = self.client.list_state_machine_aliases(stateMachineArn=arn)
+        if any(a["stateMachineAliasArn"] == alias_arn for a in aliases["stateMachineAliases"]):
+            return alias_arn
+        published = []
+        for definition, description in (
+            (wf.definition, "the current payment provider"),
+            (wf.canary, "the new payment provider"),
+        ):
+            self.client.update_state_machine(
+                stateMachineArn=arn, definition=json.dumps(definition(self.region))
+            )
+            published.append(
+                self.client.publish_state_machine_version(
+                    stateMachineArn=arn, description=description
+                )["stateMachineVersionArn"]
+            )
+        self.client.create_state_machine_alias(
+            name=CANARY_ALIAS,
+            description=f"what callers start: {CANARY_WEIGHT} % on the new provider",
+            routingConfiguration=[
+                {"stateMachineVersionArn": published[0], "weight": 100 - CANARY_WEIGHT},
+                {"stateMachineVersionArn": published[1], "weight": CANARY_WEIGHT},
+            ],
+        )
+        log.info("published %s and the alias %s", ", ".join(published), alias_arn)
+        return alias_arn
 
     def first_batch(self) -> list[str]:
         """Start about FIRST_BATCH_SECONDS of traffic at once, including one
@@ -103,7 +138,7 @@ class Traffic:
         try:
             sm_arn = self.state_machines.get(wf.name) or self.seed()[wf.name]
             arn = self.client.start_execution(
-                stateMachineArn=sm_arn,
+                stateMachineArn=self.start_arns.get(wf.name, sm_arn),
                 name=self._name(wf),
                 input=json.dumps(payload if payload is not None else self._input(wf)),
             )["executionArn"]

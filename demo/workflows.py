@@ -38,6 +38,10 @@ class Workflow:
     # Turns an input into one that takes the unhappy path (fails, times out),
     # so that the first batch shows every outcome.
     unhappy: Callable[[Input], Input] | None = None
+    # A canary: `definition` is published as version 1, this as version 2,
+    # and callers start through the alias CANARY_ALIAS, which sends
+    # CANARY_WEIGHT percent of the starts to version 2.
+    canary: Callable[[str], dict[str, Any]] | None = None
 
 
 def _lambda(region: str, function: str) -> str:
@@ -211,6 +215,34 @@ def payment_capture(region: str) -> dict[str, Any]:
     }
 
 
+# The new payment provider, on 10 % of the traffic: it declines large amounts,
+# so version 2 fails far more often than version 1 (a canary to roll back).
+CANARY_ALIAS = "live"
+CANARY_WEIGHT = 10
+NEW_PROVIDER_LIMIT = 300
+
+
+def payment_capture_v2(region: str) -> dict[str, Any]:
+    definition = payment_capture(region)
+    definition["Comment"] = "Captures through the new payment provider (canary)."
+    states = definition["States"]
+    states["ByMethod"]["Default"] = "NewProviderLimit"
+    states["NewProviderLimit"] = {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.amount", "NumericGreaterThan": NEW_PROVIDER_LIMIT, "Next": "Declined"}
+        ],
+        "Default": "CapturePayment",
+    }
+    states["Declined"] = {
+        "Type": "Fail",
+        "Error": "Payment.ProviderDeclined",
+        "CausePath": "States.Format('the new provider declined payment {} of {} {}', "
+        "$.paymentId, $.amount, $.currency)",
+    }
+    return definition
+
+
 def payment_input(rng: random.Random, now: dt.datetime) -> Input:
     return {
         "paymentId": f"pay-{rng.randrange(16**6):06x}",
@@ -324,6 +356,7 @@ WORKFLOWS: tuple[Workflow, ...] = (
         payment_input,
         every=4.0,
         unhappy=lambda i: {**i, "method": "legacy-wallet"},
+        canary=payment_capture_v2,
     ),
     Workflow(
         "invoice-render",
@@ -338,6 +371,6 @@ WORKFLOWS: tuple[Workflow, ...] = (
 
 # The second account runs the payments team's own copies, less often.
 OTHER_ACCOUNT_WORKFLOWS: tuple[Workflow, ...] = (
-    replace(WORKFLOWS[1], name="refund-capture", prefix="refund", every=8.0),
+    replace(WORKFLOWS[1], name="refund-capture", prefix="refund", every=8.0, canary=None),
     replace(WORKFLOWS[2], name="statement-render", prefix="statement", every=12.0),
 )

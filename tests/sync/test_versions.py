@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -230,3 +231,33 @@ def test_a_throttled_definition_read_is_retried_and_the_execution_stays_due(
     full_cycle()
 
     assert Execution.objects.get().definition is not None
+
+
+def test_the_demo_starts_payments_through_a_canary_alias(sfn: Any) -> None:
+    from demo.traffic import Traffic
+    from demo.workflows import WORKFLOWS
+
+    traffic = Traffic(sfn, rng=random.Random(7))
+    arn = traffic.seed()["payment-capture"]
+    again = Traffic(sfn).seed()  # a restarted demo makes no second version
+    assert again["payment-capture"] == arn
+    payment = next(wf for wf in WORKFLOWS if wf.name == "payment-capture")
+    started = [traffic.start(payment) for _ in range(40)]
+    assert all(started)
+    wait_until_finished(sfn, [a for a in started if a])
+
+    full_cycle()
+
+    assert sorted(StateMachineVersion.objects.values_list("version", flat=True)) == [1, 2]
+    alias = StateMachineAlias.objects.get()
+    assert [r["weight"] for r in alias.routing] == [90, 10]
+    runs = Execution.objects.filter(state_machine__arn=arn)
+    assert runs.count() == 40
+    assert set(runs.values_list("state_machine_alias_arn", flat=True)) == {alias.arn}
+    # 10 % of them, give or take (at least one in 40 is not certain: not asserted).
+    assert runs.filter(state_machine_version_arn=f"{arn}:2").count() < 20
+    v1, v2 = (v.definition for v in StateMachineVersion.objects.order_by("version"))
+    assert v1 is not None
+    assert v2 is not None
+    assert "NewProviderLimit" in v2.text
+    assert "NewProviderLimit" not in v1.text
