@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     server = FakeAwsServer(port=args.port, host=args.host).start()
+    # A redrive from the dashboard runs its unsuccessful step again (replayed,
+    # see fakeaws.redrive) and ends by itself, as a real redrive would.
+    server.app.configure(redrive={"replay": True, "replay_seconds": 8.0})
     try:
         config = Config(
             connect_timeout=2,
