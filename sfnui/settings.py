@@ -372,6 +372,7 @@ SFNUI_API_QUOTAS: dict[str, tuple[float, float]] = {
     "GetExecutionHistory": (400, 20),
     "StopExecution": (1000, 200),
     "RedriveExecution": (1000, 200),
+    "StartExecution": (1300, 300),
 }
 for _item in env_list("SFNUI_API_QUOTAS", []):
     try:
