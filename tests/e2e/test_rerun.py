@@ -71,6 +71,7 @@ def test_a_failed_run_is_re_run_with_an_edited_input_and_its_page_opens(
     expect(page.locator("#start-summary")).to_contain_text("report-sales-2026-12-03")
     expect(page.locator("#start-summary")).to_contain_text("report-missing-day")  # re-run of
     expect(page.locator("#start-input")).to_contain_text('"day": "2026-12-03"')
+    screenshot(page, "rerun-confirm")
     page.get_by_role("button", name=re.compile(r"^Start report-sales")).click()
 
     # The new execution's page, at once: its row was made from AWS's answer.

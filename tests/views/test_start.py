@@ -437,3 +437,17 @@ def test_the_rerun_link_keeps_the_time_zone(starter_client: Client, etl: StateMa
     page = starter_client.get(link.group(1).replace("&amp;", "&"))
     assert page.status_code == 200
     assert "CET" in page.content.decode() or "CEST" in page.content.decode()
+
+
+def test_back_to_the_form_keeps_what_was_typed_and_sends_nothing(
+    starter_client: Client, etl: StateMachine, fake_aws: Any
+) -> None:
+    data = form(etl, step="edit", name="etl-back", input='{"keep": "me"}')
+    page = starter_client.post(start_url(etl.arn), data)
+    assert page.status_code == 200
+    f = page.context["form"]
+    assert (f["name"].value(), f["input"].value()) == ("etl-back", '{"keep": "me"}')
+    assert f["request_token"].value() == data["request_token"]
+    assert "Review…" in page.content.decode()
+    assert calls(fake_aws) == 0
+    assert not ActionRequest.objects.exists()
