@@ -128,6 +128,9 @@ class _Edge:
     reversed: bool = False
     chain: list[int] = field(default_factory=list)  # layered: node keys, dummies between
     points: list[tuple[float, float]] = field(default_factory=list)
+    # A piece of a shared trunk (see _trunks): the edges it carries, by source.
+    sources: tuple[int, ...] = ()
+    arrow: bool = True
 
 
 @dataclass(eq=False, slots=True)
@@ -136,6 +139,7 @@ class _Box:
 
     nodes: dict[int, _Node]
     edges: list[_Edge]
+    pieces: list[_Edge] = field(default_factory=list)  # shared trunks, drawn once
     w: float = 0.0
     h: float = 0.0
 
@@ -166,6 +170,10 @@ class Line:
     label: str
     points: tuple[tuple[float, float], ...]
     loop: bool = False  # a state whose Next is itself
+    # A piece of a trunk several edges share: taken when one of them is
+    # ((source, dst) for each source); `src` is then "".
+    sources: tuple[str, ...] = ()
+    arrow: bool = True
 
 
 @dataclass(frozen=True)
@@ -634,9 +642,68 @@ def _route(box: _Box) -> None:
             points.append((d.x + d.w / 2, d.y))
             points.append((d.x + d.w / 2, d.y + d.h))
         points.append((port_in[id(edge)], nodes[b].y))
+        points = _straight(points)
         if edge.reversed:
             points.reverse()
         edge.points = points
+    _trunks(box, port_in)
+
+
+def _straight(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Without the points that lie between two straight above and below."""
+    return [
+        p
+        for i, p in enumerate(points)
+        if i in (0, len(points) - 1) or not (points[i - 1][0] == p[0] == points[i + 1][0])
+    ]
+
+
+def _trunks(box: _Box, port_in: dict[int, float]) -> None:
+    """Edges that share dummies (see _add_dummies) are drawn as their own
+    short piece down to where they join the trunk, and the trunk once, in
+    pieces between joins: a piece is taken when an edge joining above it
+    is. Sixty Catches to one Fail state are one line, not sixty on top of
+    each other (a 100-state graph's SVG was three quarters such lines)."""
+    nodes = box.nodes
+    groups: dict[tuple[int, str], list[_Edge]] = {}
+    for edge in box.edges:
+        if not edge.reversed and len(edge.chain) > 2:
+            group = "catch" if edge.kind == "catch" else "flow"
+            groups.setdefault((edge.chain[-1], group), []).append(edge)
+    for (dst, group), edges in groups.items():
+        if len(edges) < 2:
+            continue
+        trunk: dict[int, _Node] = {}
+        for edge in edges:
+            for k in edge.chain[1:-1]:
+                trunk[nodes[k].rank] = nodes[k]
+        entries = sorted({nodes[e.chain[1]].rank for e in edges})
+        for edge in edges:
+            d = nodes[edge.chain[1]]
+            edge.points = [edge.points[0], (d.x + d.w / 2, d.y)]
+            edge.arrow = False
+        last = max(trunk)
+        end = (port_in[id(edges[0])], nodes[dst].y)
+        for i, rank in enumerate(entries):
+            stop = entries[i + 1] if i + 1 < len(entries) else last + 1
+            points: list[tuple[float, float]] = []
+            for r in range(rank, stop):
+                d = trunk[r]
+                points += [(d.x + d.w / 2, d.y), (d.x + d.w / 2, d.y + d.h)]
+            if stop <= last:
+                points.append((trunk[stop].x + trunk[stop].w / 2, trunk[stop].y))
+            else:
+                points.append(end)
+            box.pieces.append(
+                _Edge(
+                    src=-1,
+                    dst=dst,
+                    kind="catch" if group == "catch" else "next",
+                    points=_straight(points),
+                    sources=tuple(e.src for e in edges if nodes[e.chain[1]].rank <= rank),
+                    arrow=stop > last,
+                )
+            )
 
 
 def _layout(box: _Box) -> None:
@@ -652,7 +719,7 @@ def _flatten(
     box: _Box, dx: float, dy: float, depth: int, shapes: list[Shape], lines: list[Line]
 ) -> None:
     names = {k: n.name for k, n in box.nodes.items() if n.kind == "state"}
-    for edge in box.edges:
+    for edge in [*box.edges, *box.pieces]:
         lines.append(
             Line(
                 src=names.get(edge.src, ""),
@@ -661,6 +728,8 @@ def _flatten(
                 label=edge.label,
                 points=tuple((round(x + dx, 1), round(y + dy, 1)) for x, y in edge.points),
                 loop=edge.src == edge.dst,
+                sources=tuple(names.get(k, "") for k in edge.sources),
+                arrow=edge.arrow,
             )
         )
     for node in box.nodes.values():
@@ -804,14 +873,20 @@ def render(layout_: Layout, paint: Paint | None = None, *, label: str = "") -> s
     # Where the taken edges leave a Start or reach an End: those terminals
     # light up (each nested machine has its own).
     touched: set[tuple[float, float]] = set()
+
+    def was_taken(line: Line) -> bool:
+        if line.sources:
+            return any((source, line.dst) in taken for source in line.sources)
+        return (line.src, line.dst) in taken
+
     for line in layout_.lines:
-        if (line.src, line.dst) in taken and not line.loop:
-            if line.src == "":
+        if was_taken(line) and not line.loop:
+            if line.src == "" and not line.sources:
                 touched.add(line.points[0])
-            if line.dst == "":
+            if line.dst == "" and line.arrow:
                 touched.add(line.points[-1])
     for line in layout_.lines:
-        is_taken = (line.src, line.dst) in taken
+        is_taken = was_taken(line)
         state = " taken" if is_taken else " not-taken" if painted else ""
         cls = f"edge k-{line.kind}{state}"
         marker = "arrow-taken" if is_taken else "arrow-catch" if line.kind == "catch" else "arrow"
@@ -823,7 +898,8 @@ def render(layout_: Layout, paint: Paint | None = None, *, label: str = "") -> s
             )
         else:
             d = _path(line.points)
-        out.append(f'<path class="{cls}" d="{d}" marker-end="url(#sfg-{marker})"/>')
+        end = f' marker-end="url(#sfg-{marker})"' if line.arrow else ""
+        out.append(f'<path class="{cls}" d="{d}"{end}/>')
         if line.label:
             labels.append(_label_svg(line, cls))
     for shape in layout_.shapes:

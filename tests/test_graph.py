@@ -369,3 +369,37 @@ def test_a_fail_state_run(
         ("Boom", graph.FAILED),
     ]
     assert ("Boom", "") in run.edges
+
+
+def test_edges_to_one_state_share_a_trunk_lit_only_below_a_taken_edge_s_join() -> None:
+    # Three Tasks, each caught to one Fail state at the bottom.
+    states: dict[str, Any] = {}
+    for i in range(6):
+        state: dict[str, Any] = {"Type": "Task", "Resource": "x", "Next": f"T{i + 1}"}
+        if i in (0, 2, 4):
+            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "Broken"}]
+        states[f"T{i}"] = state
+    states["T6"] = {"Type": "Pass", "Next": "Broken"}
+    states["Broken"] = {"Type": "Fail"}
+    drawn = graph.layout(json.dumps({"StartAt": "T0", "States": states}))
+    pieces = [line for line in drawn.lines if line.sources]
+    own = {line.src: line for line in drawn.lines if line.kind == "catch" and not line.sources}
+    assert len(pieces) == 3
+    assert [p.sources for p in pieces] == [("T0",), ("T0", "T2"), ("T0", "T2", "T4")]
+    assert [p.arrow for p in pieces] == [False, False, True]
+    assert not any(own[s].arrow for s in ("T0", "T2", "T4"))
+    # Each own piece ends where its trunk piece begins.
+    for piece, source in zip(pieces, ("T0", "T2", "T4"), strict=True):
+        assert own[source].points[-1] == piece.points[0]
+    svg = graph.render(
+        drawn,
+        graph.Paint(
+            {f"T{i}": graph.StateFacts(1, graph.SUCCEEDED) for i in range(3)},
+            frozenset({("", "T0"), ("T0", "T1"), ("T1", "T2"), ("T2", "Broken")}),
+        ),
+    )
+    paths = [p for p in parse(svg).iter(f"{SVG}path") if "k-catch" in (p.get("class") or "")]
+    taken = ["taken" in (p.get("class") or "").split() for p in paths]
+    # T0's own piece: not taken; T2's: taken; T4's: not; the trunk below T2's join only.
+    assert taken.count(True) == 3
+    assert len(svg) < 20_000
