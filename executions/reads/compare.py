@@ -311,7 +311,11 @@ def diff(a: str | None, b: str | None) -> Diff:
     """What differs from payload `a` to payload `b`."""
     if a is None or b is None:
         missing = " and ".join(w for w, v in (("A", a), ("B", b)) if v is None)
-        return Diff(identical=a is None and b is None, note=f"None stored for {missing}.")
+        return Diff(
+            identical=a is None and b is None,
+            note=f"{missing} {'have' if a is None and b is None else 'has'} none "
+            "(not described yet, still running, or it failed).",
+        )
     if a == b:
         return Diff(identical=True, json=_loads(a)[0])
     ok_a, value_a = _loads(a)

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_safe
 
 from executions import graph
 from executions.arns import NotAnArn, parse_execution_arn
-from executions.models import Execution
+from executions.models import Execution, ExecutionStatus
 from executions.reads import compare as reads
 from executions.text.payloads import human_size, payload
 from executions.times import human_seconds
@@ -35,6 +35,8 @@ PREVIEW_CHARS = 4 * 1024
 class CompareQuery(forms.Form):
     a = forms.CharField(max_length=2048)
     b = forms.CharField(max_length=2048, required=False)
+    # The pick list of runs to compare with: only those of this status.
+    status = forms.ChoiceField(choices=[("", "any"), *ExecutionStatus.choices], required=False)
 
     def problem(self) -> str:
         for name, errors in self.errors.items():
@@ -74,7 +76,9 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
     a = _execution(query.cleaned_data["a"], "a")
     b_arn = query.cleaned_data["b"]
     if not b_arn:
-        return render(request, "executions/compare.html", _pick_context(a))
+        return render(
+            request, "executions/compare.html", _pick_context(a, query.cleaned_data["status"])
+        )
     b = _execution(b_arn, "b")
     if a.pk == b.pk:
         raise PageError(
@@ -90,14 +94,21 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
     return render(request, "executions/compare.html", _compare_context(request, a, b))
 
 
-def _pick_context(a: Execution) -> dict[str, Any]:
-    others = list(
-        Execution.objects.filter(state_machine_id=a.state_machine_id)
-        .exclude(pk=a.pk)
-        .order_by("-start_date", "-id")
-        .only("arn", "name", "status", "start_date", "stop_date")[:CANDIDATES]
-    )
-    return {"a": a, "candidates": others, "picking": True}
+def _pick_context(a: Execution, status: str) -> dict[str, Any]:
+    others = Execution.objects.filter(state_machine_id=a.state_machine_id).exclude(pk=a.pk)
+    if status:
+        others = others.filter(status=status)
+    return {
+        "a": a,
+        "candidates": list(
+            others.order_by("-start_date", "-id").only(
+                "arn", "name", "status", "start_date", "stop_date"
+            )[:CANDIDATES]
+        ),
+        "picking": True,
+        "status": status,
+        "statuses": ExecutionStatus.values,
+    }
 
 
 def _side(request: HttpRequest, run: reads.Run, definition: str) -> dict[str, Any]:

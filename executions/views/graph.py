@@ -63,6 +63,11 @@ def execution_graph(request: HttpRequest, arn: str) -> HttpResponse:
         raise PageError(
             400, "Bad query parameter", f"part={part[:40]!r}: use part=card, or leave it out."
         )
+    fit = request.GET.get("fit", "")
+    if fit not in ("", "1"):
+        raise PageError(
+            400, "Bad query parameter", f"fit={fit[:40]!r}: use fit=1, or leave it out."
+        )
     ex = execution_or_404(arn)
     now = timezone.now()
     context = graph_context(request, ex, now)
@@ -71,6 +76,7 @@ def execution_graph(request: HttpRequest, arn: str) -> HttpResponse:
     else:
         sync_now(ex)
         context["full"] = True
+        context["fit"] = fit == "1"
         response = render(request, "executions/graph.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response

@@ -72,7 +72,7 @@ def test_text_that_is_not_json_is_diffed_by_line() -> None:
 def test_a_missing_payload_says_which() -> None:
     d = compare.diff(None, "{}")
     assert not d.identical
-    assert d.note == "None stored for A."
+    assert d.note.startswith("A has none")
     assert compare.diff(None, None).identical
 
 
@@ -219,6 +219,22 @@ def test_a_alone_offers_recent_runs_of_the_same_state_machine(viewer_client: Any
         f"/compare/?a={quote(a.arn, safe='')}&amp;b={quote(b.arn, safe='')}&amp;tz=Europe%2FBerlin"
     )
     assert link in html
+
+
+@pytest.mark.django_db
+def test_the_pick_list_filters_by_status(viewer_client: Any) -> None:
+    a, _ = _pair()
+    sm = a.state_machine
+    execution_row(sm, name="c-running", status="RUNNING")
+    html = viewer_client.get(url(a.arn, status="FAILED")).content.decode()
+    assert "b-1" in html
+    assert "c-running" not in html
+    html = viewer_client.get(url(a.arn)).content.decode()
+    assert "c-running" in html
+    assert f"/compare/?a={quote(a.arn, safe='')}&amp;status=RUNNING" in html
+    response = viewer_client.get(url(a.arn, status="BROKEN"))
+    assert response.status_code == 400
+    assert b"status=" in response.content
 
 
 @pytest.mark.django_db

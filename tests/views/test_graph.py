@@ -139,6 +139,17 @@ def test_the_zone_is_kept_in_the_links(viewer_client: Any) -> None:
     assert f"/compare/?a={quote(ex.arn, safe='')}&amp;tz=Europe%2FBerlin" in html
 
 
+def test_fit_to_the_width(viewer_client: Any) -> None:
+    ex = _row()
+    html = viewer_client.get(url(ex)).content.decode()
+    assert 'class="graph-scroll full"' in html
+    assert f'href="/executions/{ex.arn}/graph/?fit=1"' in html
+    html = viewer_client.get(url(ex, "fit=1")).content.decode()
+    assert 'class="graph-scroll full fit"' in html
+    assert "actual size" in html
+    assert viewer_client.get(url(ex, "fit=yes")).status_code == 400
+
+
 @pytest.mark.parametrize("part", ["bogus", "CARD", "<script>"])
 def test_a_bad_part_is_a_400(viewer_client: Any, part: str) -> None:
     response = viewer_client.get(url(_row(), f"part={part}"))
