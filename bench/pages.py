@@ -247,6 +247,7 @@ def make_plan(client: Any) -> dict[str, Any]:
     span = Execution.objects.aggregate(first=Min("start_date"), last=Max("start_date"))
     middle = span["first"] + (span["last"] - span["first"]) / 2
     middle = middle.replace(microsecond=0)
+    months_back = (span["last"] - dt.timedelta(days=182)).replace(minute=0, second=0, microsecond=0)
     # Seeded: OrderPipeline is the busiest state machine, MlTraining the quietest.
     machines = list(StateMachine.objects.order_by("name").values_list("arn", "name"))
     by_name = {n: a for a, n in machines}
@@ -278,6 +279,27 @@ def make_plan(client: Any) -> dict[str, Any]:
         "time range (30 days)": {
             "started_after": (middle - dt.timedelta(days=15)).isoformat(),
             "started_before": (middle + dt.timedelta(days=15)).isoformat(),
+        },
+        # Issue 15's variants. Fewer than 3 characters have no trigram: a
+        # walk of 5,000 executions a page, which says so.
+        "name search, 1 character ('x')": {"q": "x"},
+        "name search, 2 characters ('zz')": {"q": "zz"},
+        "name search, no match ('qqqqqq')": {"q": "qqqqqq"},
+        # A day six months before the newest execution.
+        f"name search, a day months back ({months_back:%Y%m%d})": {"q": f"{months_back:%Y%m%d}"},
+        # In nearly every name (the seeded names are "<prefix>-<stamp>-<hex>").
+        "name search, in every name ('-')": {"q": "-"},
+        "status=TIMED_OUT": {"status": "TIMED_OUT"},
+        "status=ABORTED": {"status": "ABORTED"},
+        "time range (1 hour, six months back)": {
+            "started_after": months_back.isoformat(),
+            "started_before": (months_back + dt.timedelta(hours=1)).isoformat(),
+        },
+        "time range (open-ended: after, six months back)": {
+            "started_after": months_back.isoformat()
+        },
+        "time range (open-ended: before, six months back)": {
+            "started_before": months_back.isoformat()
         },
     }
     lists: list[dict[str, Any]] = []
