@@ -1,7 +1,9 @@
 """What people do to executions from the dashboard, and its record.
 
 - stop.py: stopping one execution, and the audit of every attempt;
-- bulk.py: guarded bulk stop (the dry run, the batch, the worker side);
+- redrive.py: redriving one execution (RedriveExecution), its ActionRequest;
+- bulk.py: guarded bulk stop and bulk redrive (the dry run, the batch, the
+  worker side);
 - watch.py: watch claims, and the notification when a watched execution
   finishes (claimed once, retried with backoff);
 - webhook.py: the Slack-compatible webhook client that posts it.
