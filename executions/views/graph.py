@@ -43,7 +43,10 @@ def graph_context(request: HttpRequest, ex: Execution, now: dt.datetime) -> dict
     if drawn is None or drawn.problem:
         return context
     run = compare.run_of(ex, now)
-    paint = run.paint(compare.event_links(ex.arn, request))
+    # No history in the cache (not synced yet, or an Express execution, whose
+    # history AWS does not keep): the graph alone, not "nothing was reached".
+    paint = run.paint(compare.event_links(ex.arn, request)) if run.events else None
+    context["unpainted"] = paint is None
     # graph.render escapes every name and label it writes.
     context["svg"] = mark_safe(graph.render(drawn, paint, label=f"Graph of {ex.name}"))  # noqa: S308
     context["state_count"] = drawn.states

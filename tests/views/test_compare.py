@@ -267,6 +267,25 @@ def test_the_page_shows_the_divergence_times_and_diffs(viewer_client: Any) -> No
 
 
 @pytest.mark.django_db
+def test_hostile_state_names_are_escaped(viewer_client: Any) -> None:
+    a, b = _pair()
+    for ex, state in ((a, HOSTILE), (b, HOSTILE + "2")):
+        events(
+            ex,
+            [
+                ("ExecutionStarted", "executionStartedEventDetails", {"input": "{}"}),
+                ("PassStateEntered", "stateEnteredEventDetails", {"name": state}),
+            ],
+        )
+    response = viewer_client.get(url(a.arn, b.arn))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<script>alert" not in html
+    assert "at the start, A went to" in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;2" in html
+
+
+@pytest.mark.django_db
 def test_large_payloads_keep_the_page_small(viewer_client: Any) -> None:
     a_input = json.dumps({f"k{i:05d}": "a" * 20 for i in range(9000)})
     b_input = json.dumps({f"k{i:05d}": "b" * 20 for i in range(9000)})

@@ -132,6 +132,16 @@ def test_the_definition_it_ran_wins_over_today_s(viewer_client: Any) -> None:
     assert "the definition this execution ran" in html
 
 
+def test_without_a_history_the_graph_is_not_painted(viewer_client: Any) -> None:
+    sm = state_machine_row("graphs", definition=json.dumps(TWO_STEPS))
+    ex = execution_row(sm, name="no-history", started=T0)
+    html = viewer_client.get(url(ex)).content.decode()
+    assert 'id="graph-unpainted"' in html
+    assert "its history is not in the cache yet" in html
+    assert "unreached" not in html
+    assert "painted" not in _svg(html).get("class", "")
+
+
 def test_the_zone_is_kept_in_the_links(viewer_client: Any) -> None:
     ex = _row()
     html = viewer_client.get(url(ex, "tz=Europe/Berlin")).content.decode()
