@@ -80,7 +80,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import map_runs, redrive
+from . import express, map_runs, redrive
 from .events import StatusEvents, epoch_seconds, status_change_detail, watch_execution_ends
 from .latency import BadLatency, Latency
 from .versions import Versions
@@ -298,6 +298,10 @@ class FaithfulStepFunctions:
     def _op_StartExecution(
         self, environ: dict[str, Any], params: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        # An Express workflow's start: AWS's answer (fakeaws.express), not moto's.
+        of_express = express.respond_or_none(params, start_response)
+        if of_express is not None:
+            return of_express
         of_version = self.versions.start(environ, params, start_response)
         if of_version is not None:
             return of_version

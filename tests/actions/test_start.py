@@ -245,6 +245,8 @@ def test_an_express_workflow_is_started_but_not_cached(
     assert attempt.outcome == ActionRequest.Outcome.DONE
     assert attempt.result_arn
     assert starting.express(attempt)
+    # AWS's Express ARN (fakeaws.express): nothing of it can be described.
+    assert ":express:clicks:click-1:" in attempt.result_arn
     assert attempt.execution is None
     assert not Execution.objects.exists()
     assert calls(fake_aws, "DescribeExecution") == 0
