@@ -23,9 +23,9 @@ and the same text always gives the same SVG (no set or hash order anywhere).
 Painting an execution on it (`Paint`) changes classes and links only.
 
 Every state name, label and title is user data and is escaped; nothing from
-the definition becomes an id or an attribute name. Imports only times.py
-of executions: it reads the definition (plain JSON) and the facts the
-caller hands it.
+the definition becomes an id or an attribute name. Imports only asl.py and
+times.py of executions: it reads the definition (plain JSON) and the facts
+the caller hands it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from functools import lru_cache
 from html import escape
 from typing import Any
 
+from executions import asl
 from executions.times import human_seconds
 
 # States laid out at most (every nesting level together); beyond, the page
@@ -217,18 +218,12 @@ def _rule_label(rule: Any) -> str:
 
 
 def _retries(state: Mapping[str, Any]) -> int:
+    """The retries a state's Retry rules allow in all (MaxAttempts, 3 when
+    not given); 0 draws no marker."""
     rules = state.get("Retry")
     if not isinstance(rules, list):
         return 0
-    total = 0
-    for rule in rules:
-        if isinstance(rule, dict):
-            value = rule.get("MaxAttempts", 3)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                total += max(0, int(value))
-            else:
-                total += 3
-    return max(total, 1) if rules else 0
+    return sum(asl.max_attempts(rule) for rule in rules if isinstance(rule, dict))
 
 
 def _inner_machines(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -823,7 +818,7 @@ def _path(points: tuple[tuple[float, float], ...]) -> str:
 def _state_title(shape: Shape, facts: StateFacts | None, painted: bool) -> str:
     words = f"{shape.name} ({shape.type or 'state'})"
     if shape.retries:
-        words += f"; Retry: up to {shape.retries} attempt{'s' if shape.retries != 1 else ''}"
+        words += f"; Retry: up to {shape.retries} retr{'ies' if shape.retries != 1 else 'y'}"
     if facts is not None:
         visits = f"{facts.visits} visit{'s' if facts.visits != 1 else ''}"
         words += f"; {facts.outcome}, {visits}, {human_seconds(facts.seconds)}"
