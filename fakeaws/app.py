@@ -6,6 +6,9 @@ the same port). It passes everything through to moto and adds:
 
 - GetExecutionHistory paging: `maxResults`, `nextToken`, `reverseOrder` and
   `includeExecutionData`, with opaque tokens and `InvalidToken` for bad ones;
+- StartExecution of an Express workflow as AWS answers it (see
+  fakeaws.express: an `express:` ARN, not idempotent by name, nothing of it
+  in DescribeExecution, history or ListExecutions; the workflow is not run);
 - StopExecution as AWS does it: `error` and `cause` kept and shown by
   DescribeExecution and the ExecutionAborted event, a `stopDate` in the
   answer, and a ValidationException for an execution that is not running;
