@@ -451,3 +451,13 @@ def test_back_to_the_form_keeps_what_was_typed_and_sends_nothing(
     assert "Review…" in page.content.decode()
     assert calls(fake_aws) == 0
     assert not ActionRequest.objects.exists()
+
+
+def test_a_post_far_over_the_limit_is_a_400_not_a_500(
+    starter_client: Client, etl: StateMachine, fake_aws: Any
+) -> None:
+    huge = json.dumps({"blob": "x" * (3 * 1024 * 1024)})  # past Django's 2.5 MB for a form
+    response = starter_client.post(start_url(etl.arn), form(etl, input=huge))
+    assert response.status_code == 400
+    assert calls(fake_aws) == 0
+    assert not ActionRequest.objects.exists()
