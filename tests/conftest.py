@@ -18,7 +18,7 @@ os.environ.pop("AWS_PROFILE", None)
 # pytest-django's live_server runs in a thread next to async-aware code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from executions import aws
+from executions import aws, history
 from fakeaws import FakeAwsServer
 
 REGION = "us-east-1"
@@ -114,6 +114,9 @@ def _isolated(request: pytest.FixtureRequest, settings: Any) -> None:
         request.getfixturevalue("django_db_setup")
         with request.getfixturevalue("django_db_blocker").unblock():
             cache.clear()
+    # Timelines kept per process are keyed by rows a rolled-back test may
+    # hand to the next one under the same primary key.
+    history.forget_drawn()
     settings.SFNUI_API_QUOTAS = dict(UNLIMITED)
     settings.SFNUI_AWS_MAX_ATTEMPTS = 2
     settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens: no real AWS

@@ -83,7 +83,7 @@ def _query(request: HttpRequest, **changes: Any) -> str:
 
 def _page_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
     now = timezone.now()
-    events, timeline = history.timeline_of(ex, now)
+    events, timeline, drawing = history.drawn_timeline_of(ex, now)
     counts = Counter(e.type for e in events)
     base = reverse("execution_history", args=[ex.arn])
     event_link = f"{base}?{urlencode({**tz_query(request), 'event': ''})}"
@@ -91,7 +91,7 @@ def _page_context(request: HttpRequest, ex: Execution) -> dict[str, Any]:
     return {
         "execution": ex,
         "timeline": timeline,
-        "drawing": history.layout(timeline),
+        "drawing": drawing,
         "event_count": len(events),
         "last_event": events[-1] if events else None,
         "counts": counts,

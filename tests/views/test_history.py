@@ -424,3 +424,62 @@ def test_a_25000_event_history_renders_small_and_in_few_queries(
     failures = viewer_client.get(_url(ex, "failures=1")).content.decode()
     assert len(_rows(failures)) == 6  # 3 TaskFailed + 3 MapIterationFailed
     assert HistoryEvent.objects.filter(execution=ex).count() == 25_000
+
+
+def _count_drawing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each read of an outline and build of a timeline, as a list of event counts."""
+    drawn: list[int] = []
+    real = history.timeline_of
+
+    def counted(ex: Execution, now: dt.datetime) -> Any:
+        events, timeline = real(ex, now)
+        drawn.append(len(events))
+        return events, timeline
+
+    monkeypatch.setattr(history, "timeline_of", counted)
+    return drawn
+
+
+def test_a_closed_history_is_drawn_once_and_again_when_the_sync_changes_it(
+    viewer_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What is drawn from a closed execution's complete history is kept (per
+    # process), keyed by what would change it: the outline is not read again.
+    ex = execution_row(name="kept")
+    _numbered(ex, 40)
+    drawn = _count_drawing(monkeypatch)
+    first = viewer_client.get(_url(ex))
+    assert first.status_code == 200
+    assert first.context["event_count"] == 40
+    again = viewer_client.get(_url(ex))
+    assert drawn == [40]
+    assert _rows(again.content.decode()) == _rows(first.content.decode())
+    # The sync brings more events (a redrive): drawn again, from them.
+    HistoryEvent.objects.bulk_create(
+        HistoryEvent(
+            execution=ex,
+            event_id=i,
+            previous_event_id=i - 1,
+            timestamp=ex.start_date + dt.timedelta(seconds=1 + i / 100),
+            type="PassStateEntered",
+            details_key="stateEnteredEventDetails",
+            details={"name": "Later"},
+        )
+        for i in (41, 42, 43)
+    )
+    Execution.objects.filter(pk=ex.pk).update(last_event_id=43, redrive_count=1)
+    after = viewer_client.get(_url(ex))
+    assert after.context["event_count"] == 43
+    assert "Later" in after.content.decode()
+    assert drawn == [40, 43]
+
+
+def test_a_running_history_is_drawn_afresh_each_time(
+    viewer_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = execution_row(name="open", status="RUNNING")
+    _numbered(ex, 10)
+    drawn = _count_drawing(monkeypatch)
+    viewer_client.get(_url(ex))
+    viewer_client.get(_url(ex))
+    assert drawn == [10, 10]
