@@ -1,6 +1,6 @@
 """The execution detail page from the cache vs the same page built live (issue 15).
 
-    .venv/bin/python -m bench.cache_vs_live              # 30 runs of each side, ~2 minutes
+    .venv/bin/python -m bench.cache_vs_live              # 30 runs of each side, ~1 minute
     .venv/bin/python -m bench.cache_vs_live --runs 60
 
 The same page both ways, through the app's own code and templates:
