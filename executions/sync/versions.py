@@ -1,7 +1,8 @@
 """Versions and aliases of a state machine, and the definition each execution ran.
 
 Versions and aliases are read when the state machine is described (on
-discovery, then every DESCRIBE_STATE_MACHINE_EVERY), not on every tick:
+discovery, then every DESCRIBE_STATE_MACHINE_EVERY), not on every tick, and
+only when the budget has a token for both listings (else at the next one):
 ListStateMachineVersions and ListStateMachineAliases (a page each for any
 state machine with fewer than 1,000), DescribeStateMachine of each version the
 cache has not described yet (a version never changes, so once), and
@@ -16,7 +17,11 @@ execution, when the sync first describes it:
   is immutable), read once per version, so no call per execution;
 - started on the state machine itself: DescribeStateMachineForExecution, one
   call per execution in its life (the state machine may have been updated
-  since, and only AWS knows which revision the execution started on);
+  since, and only AWS knows which revision the execution started on), and
+  only while its budget has a token: the sync of executions never waits for
+  it. What was left for want of budget is filled when the state machine is
+  next described (backfill_definitions: at most BACKFILL calls, newest first,
+  within the budget), as are executions of versions (no call);
 - an Express execution, or a Map Run's child (which runs its parent's
   ItemProcessor: thousands of calls for one text): nothing.
 
@@ -28,6 +33,7 @@ current one, labelled as such.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from typing import Any
@@ -35,7 +41,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions import aws
+from executions import aws, budget
 from executions.models import (
     Definition,
     Execution,
@@ -46,6 +52,12 @@ from executions.models import (
 from executions.sync.rows import without_nul
 
 log = logging.getLogger(__name__)
+
+# DescribeStateMachineForExecution calls a description of the state machine
+# may spend on executions whose definition is not known yet.
+BACKFILL = 200
+# AWS keeps a closed execution's details for 90 days.
+KEPT = dt.timedelta(days=90)
 
 
 def definition_for(text: str, revision_id: str = "") -> Definition:
@@ -75,13 +87,20 @@ def refresh_versions(sm: StateMachine) -> None:
     """Versions and aliases of `sm` as AWS lists them now (see the module docstring).
 
     Raises aws.Throttled and aws.Unavailable; any other refusal (an identity
-    not allowed to list versions, say) leaves the rows as they were."""
-    try:
-        _refresh_versions(sm)
-    except (aws.Throttled, aws.Unavailable):
-        raise
-    except aws.AwsError as exc:
-        log.info("versions and aliases of %s not read: %s", sm.arn, exc)
+    not allowed to list versions, say) leaves the rows as they were, and so
+    does a budget without a token for the two listings: they wait for the
+    state machine's next description rather than hold up discovery."""
+    listings = ("ListStateMachineVersions", "ListStateMachineAliases")
+    if all(_budget_left(sm.arn, operation) for operation in listings):
+        try:
+            _refresh_versions(sm)
+        except (aws.Throttled, aws.Unavailable):
+            raise
+        except aws.AwsError as exc:
+            log.info("versions and aliases of %s not read: %s", sm.arn, exc)
+    else:
+        log.info("versions and aliases of %s left for its next description: no budget", sm.arn)
+    backfill_definitions(sm)
 
 
 def _refresh_versions(sm: StateMachine) -> None:
@@ -181,6 +200,9 @@ def link_definition(ex: Execution) -> None:
         if ex.state_machine_version_arn:
             definition = _version_definition(sm, ex)
         if definition is None and sm.type != "EXPRESS":
+            if not _budget_left(ex.arn, "DescribeStateMachineForExecution"):
+                # Left for backfill_definitions: the execution's sync goes on.
+                return
             d = aws.describe_state_machine_for_execution(ex.arn)
             definition = definition_for(d.get("definition", ""), d.get("revisionId", ""))
     except (aws.Throttled, aws.Unavailable):
@@ -192,6 +214,53 @@ def link_definition(ex: Execution) -> None:
         return
     Execution.objects.filter(pk=ex.pk, definition__isnull=True).update(definition=definition)
     ex.definition = definition
+
+
+def backfill_definitions(sm: StateMachine, limit: int = BACKFILL) -> int:
+    """Link the definitions the sync left unknown: executions of a version
+    from the version's (no call), others by DescribeStateMachineForExecution,
+    newest first, at most `limit`, while the budget lasts. Returns how many
+    executions it asked AWS about."""
+    for version in StateMachineVersion.objects.filter(state_machine=sm, definition__isnull=False):
+        Execution.objects.filter(
+            state_machine_version_arn=version.arn, definition__isnull=True
+        ).update(definition_id=version.definition_id)
+    if sm.type == "EXPRESS":
+        return 0
+    pending = (
+        Execution.objects.filter(
+            state_machine=sm,
+            definition__isnull=True,
+            state_machine_version_arn="",
+            map_run_arn="",
+            start_date__gte=timezone.now() - KEPT,
+        )
+        .select_related("state_machine")
+        .order_by("-start_date", "-id")[:limit]
+    )
+    calls = 0
+    for ex in pending:
+        if not _budget_left(ex.arn, "DescribeStateMachineForExecution"):
+            break
+        try:
+            link_definition(ex)
+        except (aws.Throttled, aws.Unavailable):
+            break
+        calls += 1
+    return calls
+
+
+def _budget_left(arn: str, operation: str) -> bool:
+    """Whether a call about `arn` would be sent without waiting for budget."""
+    try:
+        key = aws.target_for_arn(arn).key
+        tokens, _ = budget.level(arn.split(":")[3], operation, key)
+    except aws.AwsError:
+        return False
+    except Exception:
+        # The budget's store is away: aws.py then calls unmetered, as everywhere.
+        return True
+    return tokens >= 1
 
 
 def _version_definition(sm: StateMachine, ex: Execution) -> Definition | None:

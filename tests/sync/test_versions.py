@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -216,7 +217,13 @@ def test_a_throttled_definition_read_is_retried_and_the_execution_stays_due(
     start: Callable[..., str],
     sfn: Any,
     fake_aws: Any,
+    settings: Any,
 ) -> None:
+    # A budget that refills at once after AWS's throttling drained it.
+    settings.SFNUI_API_QUOTAS = {
+        **settings.SFNUI_API_QUOTAS,
+        "DescribeStateMachineForExecution": (1e6, 1e6),
+    }
     arn = make_state_machine("orders", PASS)
     ran = start(arn, "r-1")
     wait_until_finished(sfn, [ran])
@@ -227,6 +234,8 @@ def test_a_throttled_definition_read_is_retried_and_the_execution_stays_due(
     assert ex.definition_id is None
     assert ex.sync_due_at is not None
     fake_aws.app.configure(faults={})
+    # AWS's throttling paused every caller of the operation for a second (budget.drain).
+    time.sleep(1.1)
 
     full_cycle()
 
@@ -261,3 +270,44 @@ def test_the_demo_starts_payments_through_a_canary_alias(sfn: Any) -> None:
     assert v2 is not None
     assert "NewProviderLimit" in v2.text
     assert "NewProviderLimit" not in v1.text
+
+
+def test_without_budget_the_definition_waits_and_the_execution_sync_does_not(
+    settings: Any, make_state_machine: Callable[..., str], start: Callable[..., str], sfn: Any
+) -> None:
+    quotas = dict(settings.SFNUI_API_QUOTAS)
+    # One token, refilled once in a thousand seconds.
+    settings.SFNUI_API_QUOTAS = {**quotas, "DescribeStateMachineForExecution": (2, 0.001)}
+    arn = make_state_machine("orders", PASS)
+    runs = [start(arn, f"r-{i}") for i in range(5)]
+    wait_until_finished(sfn, runs)
+
+    stats = full_cycle()
+
+    assert stats.calls["DescribeStateMachineForExecution"] == 1
+    assert Execution.objects.filter(history_complete=True).count() == 5
+    assert Execution.objects.filter(definition__isnull=True).count() == 4
+    # The next description of the state machine fills the rest, budget allowing.
+    settings.SFNUI_API_QUOTAS = {**quotas, "DescribeStateMachineForExecution": (1e6, 1e6)}
+    with aws.count_calls() as calls:
+        flows.describe_state_machines([StateMachine.objects.get().pk], "us-east-1")
+    assert calls["DescribeStateMachineForExecution"] == 4
+    assert not Execution.objects.filter(definition__isnull=True).exists()
+    assert Definition.objects.count() == 1
+
+
+def test_executions_of_a_version_are_backfilled_without_a_call(
+    canary: dict[str, str], start: Callable[..., str], sfn: Any
+) -> None:
+    ran = start(canary["v2"], "on-v2")
+    wait_until_finished(sfn, [ran])
+    full_cycle()
+    Execution.objects.update(definition=None)
+
+    with aws.count_calls() as calls:
+        flows.describe_state_machines([StateMachine.objects.get().pk], "us-east-1")
+
+    assert calls["DescribeStateMachineForExecution"] == 0
+    ex = Execution.objects.select_related("definition").get()
+    assert ex.definition is not None
+    assert json.loads(ex.definition.text) == FAIL
