@@ -68,6 +68,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -75,7 +76,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import fakeaws_process, report, reset_cache_tables, summary
+from bench.common import ROOT, fakeaws_process, report, reset_cache_tables, summary
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/sfnui_bench_live"
 # The assumption for the second setting: seconds, per Step Functions call.
@@ -167,6 +168,15 @@ def main() -> None:
     load_before = os.getloadavg()
     with fakeaws_process() as endpoint:
         result = _measure(args, endpoint, _child("fakeaws"))
+    # Others' uncommitted changes show as "-dirty": the pages measured are
+    # the working tree's.
+    result["tree"] = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     result["load average before (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in load_before)
     result["load average after (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report("cache_vs_live", result)
