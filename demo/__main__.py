@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         client = session.client(
             "stepfunctions", endpoint_url=server.url, region_name=args.region, config=config
         )
-        traffics = [Traffic(client, rng=random.Random(args.seed))]
+        traffics = [
+            Traffic(client, rng=random.Random(args.seed), map_runs=server.app.map_runs.create)
+        ]
         if not args.one_account:
             # The second account: its own credentials, as a caller there would have.
             sts = session.client("sts", endpoint_url=server.url, region_name=OTHER_REGION)

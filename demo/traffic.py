@@ -44,8 +44,11 @@ class Traffic:
         workflows: Sequence[Workflow] = WORKFLOWS,
         clock: Callable[[], float] = time.monotonic,
         busy_seconds: float = BUSY_SECONDS,
+        map_runs: Callable[..., object] | None = None,
     ) -> None:
         self.client = client
+        # Starts the Map Run of a workflow that has one (fakeaws's MapRuns.create).
+        self.map_runs = map_runs
         self.region = client.meta.region_name
         self.rng = rng or random.Random()
         self.workflows = tuple(workflows)
@@ -137,11 +140,14 @@ class Traffic:
         """Start one execution of `wf`; None (and a log line) when that fails."""
         try:
             sm_arn = self.state_machines.get(wf.name) or self.seed()[wf.name]
+            payload = payload if payload is not None else self._input(wf)
             arn = self.client.start_execution(
                 stateMachineArn=self.start_arns.get(wf.name, sm_arn),
                 name=self._name(wf),
-                input=json.dumps(payload if payload is not None else self._input(wf)),
+                input=json.dumps(payload),
             )["executionArn"]
+            if wf.map_run is not None and self.map_runs is not None:
+                self.map_runs(arn, **wf.map_run(payload))
         except Exception as exc:
             # Whatever the endpoint or the network did, the demo goes on.
             self.failed_calls += 1

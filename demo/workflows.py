@@ -42,6 +42,9 @@ class Workflow:
     # and callers start through the alias CANARY_ALIAS, which sends
     # CANARY_WEIGHT percent of the starts to version 2.
     canary: Callable[[str], dict[str, Any]] | None = None
+    # A Distributed Map run to attach to each execution (fakeaws.map_runs
+    # simulates it: moto cannot run one): input -> MapRuns.create's arguments.
+    map_run: Callable[[Input], dict[str, Any]] | None = None
 
 
 def _lambda(region: str, function: str) -> str:
@@ -340,6 +343,77 @@ def batch_input(rng: random.Random, now: dt.datetime) -> Input:
     }
 
 
+# --- catalog-reindex: a distributed Map over the catalogue, some items failing ----------
+
+REINDEX_WAIT_SECONDS = 900
+REINDEX_TOLERATED_PERCENTAGE = 10.0
+
+
+def catalog_reindex(region: str) -> dict[str, Any]:
+    # moto runs a "DISTRIBUTED" Map inline (no child executions, no failure
+    # tolerance), so the Map Run of ReindexProducts is fakeaws's simulation,
+    # started beside the execution by the demo; the step itself waits for it.
+    return {
+        "Comment": "Reindexes every product of the catalogue in a distributed Map "
+        "(10% of items may fail); ReindexProducts' Map Run is simulated by fakeaws.",
+        "StartAt": "ListProducts",
+        "States": {
+            "ListProducts": {"Type": "Pass", "Next": "ReindexProducts"},
+            "ReindexProducts": {
+                "Type": "Wait",
+                "Comment": "Stands in for the distributed Map (see fakeaws/map_runs.py).",
+                "Seconds": REINDEX_WAIT_SECONDS,
+                "Next": "TooManyFailures",
+            },
+            "TooManyFailures": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.badProducts", "NumericGreaterThan": 12, "Next": "MapRunFailed"}
+                ],
+                "Default": "Summarize",
+            },
+            "MapRunFailed": {
+                "Type": "Fail",
+                "Error": "States.ExceedToleratedFailureThreshold",
+                "Cause": "More than 10% of the products failed to reindex",
+            },
+            "Summarize": {"Type": "Pass", "End": True},
+        },
+    }
+
+
+def reindex_input(rng: random.Random, now: dt.datetime) -> Input:
+    return {
+        "catalog": rng.choice(("eu", "us", "apac")),
+        "products": 120,
+        "badProducts": rng.choice((0, 2, 4, 6)),
+        "requestedAt": now.isoformat(),
+    }
+
+
+def reindex_map_run(payload: Input) -> dict[str, Any]:
+    """120 items of 2 to 9 s, 12 at a time; `badProducts` of them fail (more
+    than 12, 10% of the items, fail the Map Run)."""
+    count = int(payload.get("products", 120))
+    bad = min(int(payload.get("badProducts", 0)), count)
+    step = max(1, count // max(bad, 1))
+    return {
+        "label": "ReindexProducts",
+        "items": [
+            {
+                "input": {"sku": f"SKU-{i:05d}", "catalog": payload.get("catalog", "eu")},
+                "seconds": 2 + (i * 7) % 8,
+                "fail": bad > 0 and i % step == step - 1 and i // step < bad,
+                "error": "Catalog.IndexRejected",
+                "cause": f"SKU-{i:05d}: the search index rejected the document",
+            }
+            for i in range(count)
+        ],
+        "max_concurrency": 12,
+        "tolerated_failure_percentage": REINDEX_TOLERATED_PERCENTAGE,
+    }
+
+
 WORKFLOWS: tuple[Workflow, ...] = (
     Workflow(
         "order-pipeline",
@@ -367,6 +441,15 @@ WORKFLOWS: tuple[Workflow, ...] = (
         unhappy=lambda i: {**i, "pages": 400, "renderSeconds": 45},
     ),
     Workflow("nightly-batch", "nightly", nightly_batch, batch_input, every=180.0),
+    Workflow(
+        "catalog-reindex",
+        "reindex",
+        catalog_reindex,
+        reindex_input,
+        every=150.0,
+        unhappy=lambda i: {**i, "badProducts": 20},
+        map_run=reindex_map_run,
+    ),
 )
 
 # The second account runs the payments team's own copies, less often.

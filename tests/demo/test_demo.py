@@ -29,8 +29,8 @@ from tests.support.helpers import wait_for
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = {"order-pipeline", "payment-capture", "invoice-render", "nightly-batch"}
-EXECUTION_NAME = re.compile(r"^(order|payment|invoice|nightly)-\d{8}-\d{4}-[0-9a-f]{4}$")
+NAMES = {"order-pipeline", "payment-capture", "invoice-render", "nightly-batch", "catalog-reindex"}
+EXECUTION_NAME = re.compile(r"^(order|payment|invoice|nightly|reindex)-\d{8}-\d{4}-[0-9a-f]{4}$")
 
 
 def executions(sfn: Any, sm_arn: str) -> list[dict[str, Any]]:
@@ -314,3 +314,35 @@ def _now() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def test_catalog_reindex_runs_a_map_run_whose_failures_stay_under_the_tolerance(
+    sfn: Any, fake_aws: Any
+) -> None:
+    import time as _time
+
+    from demo.workflows import WORKFLOWS as ALL
+    from fakeaws.map_runs import MapRuns
+
+    wf = next(w for w in ALL if w.name == "catalog-reindex")
+    assert wf.map_run is not None
+    assert wf.unhappy is not None
+    traffic = Traffic(
+        sfn, rng=random.Random(3), workflows=[wf], map_runs=fake_aws.app.map_runs.create
+    )
+    traffic.seed()
+    arn = traffic.start(wf)
+    assert arn is not None
+    runs = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+    assert len(runs) == 1
+    assert sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["toleratedFailurePercentage"] == 10
+    # Played to the end: the usual input stays under 10 % failed, the unhappy one does not.
+    outcomes = {}
+    for name, payload in (("happy", {"badProducts": 6}), ("unhappy", wf.unhappy({}))):
+        sim = MapRuns()
+        spec = wf.map_run({"products": 120, **payload})
+        run = sim.create(
+            "arn:aws:states:us-east-1:123456789012:execution:x:y", start=_time.time() - 3600, **spec
+        )
+        outcomes[name] = sim.describe_map_run(run.arn)["status"]
+    assert outcomes == {"happy": "SUCCEEDED", "unhappy": "FAILED"}
