@@ -558,3 +558,20 @@ def test_a_bulk_redrive_item_whose_author_lost_the_permission_is_not_sent(
     assert bulk.progress(batch).not_sent == 3
     batch.refresh_from_db()
     assert batch.finished_at is not None
+
+
+def test_the_bulk_redrive_dry_run_costs_a_bounded_number_of_queries(
+    redriver_client: Client, django_assert_max_num_queries: Any, settings: Any
+) -> None:
+    sm = state_machine_row("orders")
+    for i in range(bulk.SHOWN + 20):
+        execution_row(sm, name=f"order-{i}", status="FAILED", redrive_count=i % 2)
+    redriver_client.get(reverse("execution_list"))  # the session, the sync bar
+    # session, user, the permission, the ids, the rows shown, those left out,
+    # and the sync bar's two (none with Redis).
+    bar = 0 if settings.REDIS_URL else 2
+    with django_assert_max_num_queries(6 + bar):
+        response = redriver_client.get(BULK, {"state_machine": sm.arn})
+    assert response.status_code == 200
+    assert response.context["dry"].count == bulk.SHOWN + 20
+    assert response.content.decode().count("order-") >= bulk.SHOWN
