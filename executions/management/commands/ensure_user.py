@@ -47,6 +47,12 @@ class Command(BaseCommand):
                 "no permission executions.stop_execution: run migrate first"
             ) from None
         user.user_permissions.add(permission)
+        # The demo's Map Runs can be throttled from their page.
+        user.user_permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="executions", codename="update_map_run"
+            )
+        )
         if apps.is_installed("axes"):
             # The printed sign-in must work even after a few mistyped tries.
             from axes.utils import reset
