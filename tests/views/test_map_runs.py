@@ -283,3 +283,6 @@ def test_the_parents_history_links_map_run_started_to_the_map_run(
     html = history.content.decode()
     assert "MapRunStarted" in html
     assert page_url(fake_run.arn) in html
+    # The timeline names the Map Run too.
+    timeline = html.split('id="timeline"', 1)[1].split("</header>", 1)[1]
+    assert page_url(fake_run.arn) in timeline.split("</p>", 1)[0]
