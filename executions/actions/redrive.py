@@ -270,8 +270,11 @@ def _record_running(ex: Execution, redrive_date: dt.datetime) -> None:
         cause=None,
         redrive_count=ex.redrive_count + 1,
         redrive_date=redrive_date,
-        redrive_status="NOT_REDRIVABLE",
-        redrive_status_reason="Execution is RUNNING and cannot be redriven",
+        # Unknown until the sync describes it: a listing that learns this
+        # attempt's end keeps it, and a stale "RUNNING" reason would hide the
+        # Redrive button of a failed execution.
+        redrive_status="",
+        redrive_status_reason="",
         needs_describe=True,
         history_complete=False,
     )

@@ -81,6 +81,8 @@ def test_it_redrives_a_failed_execution_as_its_second_attempt(
     assert (cached.status, cached.redrive_count) == ("RUNNING", 1)
     assert cached.redrive_date is not None
     assert (cached.stop_date, cached.error, cached.cause) == (None, None, None)
+    # Whether it may be redriven again is AWS's to say once this attempt ends.
+    assert (cached.redrive_status, cached.redrive_status_reason) == ("", "")
     assert cached.needs_describe
     assert not cached.history_complete
     assert cached.sync_due_at is not None
