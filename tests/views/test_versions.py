@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from executions.history import stuck
 from executions.models import (
     Definition,
     Execution,
@@ -305,3 +306,29 @@ def test_the_per_version_numbers_are_one_query_however_many_versions_and_runs(
     # more query on PostgreSQL (two elsewhere: counts, then durations to sort).
     extra = 1 if connection.vendor == "postgresql" else 2
     assert len(with_versions) - len(without) <= extra
+
+
+def test_why_still_running_reads_the_definition_the_execution_ran() -> None:
+    sm = state_machine_row("orders", definition=json.dumps(V2_TEXT))
+    ran = {"TimeoutSeconds": 600, **V1_TEXT}
+    ex = execution_row(
+        sm,
+        name="running-v1",
+        status="RUNNING",
+        started=ago(minutes=5),
+        state_machine_version_arn=f"{sm.arn}:1",
+        definition=definition_for(json.dumps(ran)),
+    )
+    why = stuck.analyse(ex, [], timezone.now())
+    assert why is not None
+    # The limit is the one it ran with (today's definition has none), and no
+    # note says it was read from today's.
+    assert why.execution_timeout is not None
+    assert why.execution_timeout.limit_seconds == 600
+    assert why.notes == []
+    ex.definition = None
+    ex.definition_id = None
+    fallback = stuck.analyse(ex, [], timezone.now())
+    assert fallback is not None
+    assert fallback.execution_timeout is None
+    assert any("current definition" in note for note in fallback.notes)
