@@ -206,3 +206,16 @@ def test_a_standard_child_looked_up_by_arn_gets_its_history_and_map_run(
         "ExecutionStarted",
         "ExecutionSucceeded",
     ]
+
+
+def test_manage_py_sync_reads_map_runs_and_their_children(fake_aws: Any, parent: str) -> None:
+    from django.core.management import call_command
+
+    fake = fake_aws.app.map_runs.create(parent, items(3, 1), start=time.time() - 30)
+    call_command("sync", verbosity=0)
+    run = MapRun.objects.get(arn=fake.arn)
+    assert run.status == "SUCCEEDED"
+    assert run.sync_due_at is None
+    children = Execution.objects.filter(map_run_arn=fake.arn)
+    assert children.count() == 3
+    assert all(c.history_complete and c.described_at for c in children)

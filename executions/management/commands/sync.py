@@ -11,12 +11,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 from django.utils import timezone
 
 from executions import aws
 from executions.arns import NotAnArn, parse_execution_arn, parse_state_machine_arn
 from executions.models import Execution, StateMachine
-from executions.sync import flows, plan, runs
+from executions.sync import flows, map_runs, plan, runs
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,23 @@ class Command(BaseCommand):
         pending = list(due.values_list("pk", "state_machine__account", "state_machine__region"))
         by_target: dict[tuple[str, str], list[int]] = {}
         for pk, account, region in pending:
+            by_target.setdefault((account, region), []).append(pk)
+        for (account, region), pks in by_target.items():
+            self._executions(pks, region, total, account)
+        self._map_runs(total)
+
+    def _map_runs(self, total: runs.Stats) -> None:
+        """The Distributed Map runs the histories showed (due ones), then their
+        children that are due (new, or ended)."""
+        for account, region, pks in map_runs.claim_due():
+            if (account, region) in self.unreachable or aws.out_of_time():
+                continue
+            self._patiently(functools.partial(map_runs.sync_map_runs, pks, region, account), total)
+        due = Execution.objects.filter(
+            ~Q(map_run_arn=""), sync_due_at__lte=timezone.now()
+        ).values_list("pk", "state_machine__account", "state_machine__region")
+        by_target: dict[tuple[str, str], list[int]] = {}
+        for pk, account, region in due:
             by_target.setdefault((account, region), []).append(pk)
         for (account, region), pks in by_target.items():
             self._executions(pks, region, total, account)
