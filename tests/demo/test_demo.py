@@ -338,7 +338,7 @@ def test_catalog_reindex_runs_a_map_run_whose_failures_stay_under_the_tolerance(
     assert sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["toleratedFailurePercentage"] == 10
     # Played to the end: the usual input stays under 10 % failed, the unhappy one does not.
     outcomes = {}
-    for name, payload in (("happy", {"badProducts": 6}), ("unhappy", wf.unhappy({}))):
+    for name, payload in (("happy", wf.unhappy({})), ("unhappy", {"badProducts": 20})):
         sim = MapRuns()
         spec = wf.map_run({"products": 120, **payload})
         run = sim.create(
