@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.urls import reverse
 
 from executions import aws
 from executions.models import (
@@ -242,7 +243,7 @@ def test_a_throttled_definition_read_is_retried_and_the_execution_stays_due(
     assert Execution.objects.get().definition is not None
 
 
-def test_the_demo_starts_payments_through_a_canary_alias(sfn: Any) -> None:
+def test_the_demo_starts_payments_through_a_canary_alias(sfn: Any, viewer_client: Any) -> None:
     from demo.traffic import Traffic
     from demo.workflows import WORKFLOWS
 
@@ -270,6 +271,14 @@ def test_the_demo_starts_payments_through_a_canary_alias(sfn: Any) -> None:
     assert v2 is not None
     assert "NewProviderLimit" in v2.text
     assert "NewProviderLimit" not in v1.text
+    # The state machine page, from what the sync stored: the alias's bars and
+    # each version's numbers over the last day.
+    page = viewer_client.get(reverse("state_machine_detail", args=[arn]))
+    assert page.status_code == 200
+    shown = page.context["versions"]
+    assert [r.weight for r in shown.aliases[0].routes] == [90, 10]
+    assert sum(row.stats.runs for row in shown.versions) == 40
+    assert 'id="alias-live"' in page.content.decode()
 
 
 def test_without_budget_the_definition_waits_and_the_execution_sync_does_not(
