@@ -10,6 +10,8 @@
   state machine is listed, within the API budget (executions/budget.py,
   which aws.py spends, so it sits beside aws.py); locks.py: locks in the
   shared cache;
+- versions.py: versions and aliases of each state machine (read with its
+  definition) and the definition each execution ran (once per text);
 - status_changes.py: Step Functions' status-change events applied to the
   cache, and consumer.py, the SQS loop that reads them;
 - freshness.py: how fresh the cache is, for the bar on every page (with
