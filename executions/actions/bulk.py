@@ -125,6 +125,10 @@ class Selection:
         params = [("status", s) for s in f.statuses]
         if f.state_machine_arn:
             params.append(("state_machine", f.state_machine_arn))
+        if f.version_arn:
+            params.append(("version", f.version_arn))
+        if f.alias_arn:
+            params.append(("alias", f.alias_arn))
         params.extend(("account", a) for a in f.accounts)
         params.extend(("region", r) for r in f.regions)
         if f.q:
@@ -147,6 +151,8 @@ class Selection:
         return {
             "statuses": list(f.statuses),
             "state_machine": f.state_machine_arn,
+            "version": f.version_arn,
+            "alias": f.alias_arn,
             "accounts": list(f.accounts),
             "regions": list(f.regions),
             "q": f.q,
@@ -167,6 +173,10 @@ class Selection:
             parts.append(f"of {state_machine_name(f.state_machine_arn)}")
         else:
             parts.append("of every state machine")
+        if f.version_arn:
+            parts.append(f"started through version {f.version_arn.rsplit(':', 1)[-1]}")
+        if f.alias_arn:
+            parts.append(f"started through alias {f.alias_arn.rsplit(':', 1)[-1]}")
         if f.accounts:
             parts.append(f"in account{'s' if len(f.accounts) > 1 else ''} {', '.join(f.accounts)}")
         if f.regions:

@@ -7,10 +7,12 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
+from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -19,6 +21,7 @@ from executions.actions import bulk
 from executions.models import ActionRequest, BulkStop, Execution
 from executions.reads.queries import Filters
 from executions.sync import flows
+from executions.views.bulk_stop import SelectionForm
 from sfnui.celery import app as celery_app
 from tests.support.aws_faults import refused_url
 from tests.support.factories import events, execution_row, state_machine_row
@@ -575,3 +578,28 @@ def test_the_bulk_redrive_dry_run_costs_a_bounded_number_of_queries(
     assert response.status_code == 200
     assert response.context["dry"].count == bulk.SHOWN + 20
     assert response.content.decode().count("order-") >= bulk.SHOWN
+
+
+def test_a_bulk_selection_keeps_every_filter_of_the_list_in_its_confirmation() -> None:
+    """The confirmation posts the selection again from its hidden fields: a
+    filter they lost would make the POST select more than the dry run."""
+    sm = "arn:aws:states:us-east-1:123456789012:stateMachine:orders"
+    filters = Filters(
+        statuses=("FAILED",),
+        state_machine_arn=sm,
+        version_arn=f"{sm}:3",
+        alias_arn=f"{sm}:live",
+        q="order",
+        redriven=False,
+    )
+    query = bulk.Selection(filters=filters).query()
+    assert ("version", f"{sm}:3") in query
+    assert ("alias", f"{sm}:live") in query
+    assert ("redriven", "NOT_REDRIVEN") in query
+    form = SelectionForm(QueryDict(urlencode(query)))
+    assert form.is_valid(), form.errors
+    assert form.selection().filters == filters
+    described = bulk.Selection(filters=filters).describe(bulk.REDRIVE)
+    assert "version 3" in described
+    assert "alias live" in described
+    assert "never redriven" in described
