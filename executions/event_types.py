@@ -115,5 +115,12 @@ TASK_FAILURE_TYPES: frozenset[str] = frozenset(
     t for t in FAILURE_TYPES if t.startswith(_ATTEMPT) and not t.endswith("Aborted")
 )
 
+# A Distributed Map run ended (the parent's history says so).
+MAP_RUN_END_TYPES: frozenset[str] = frozenset(
+    t
+    for t in EVENT_TYPES
+    if t.startswith("MapRun") and t.endswith((*FAILURE_ENDINGS, "Succeeded"))
+)
+
 # One iteration of an inline Map state started or ended.
 ITERATION_TYPES: frozenset[str] = frozenset(t for t in EVENT_TYPES if t.startswith("MapIteration"))

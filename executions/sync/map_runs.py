@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from executions import aws, budget
 from executions.budget import BudgetExhausted
+from executions.event_types import MAP_RUN_END_TYPES
 from executions.models import Execution, MapRun, StateMachine, SyncRun
 from executions.sync.rows import in_chunks, upsert_listed
 from executions.sync.runs import Stats, describe_error, recording
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 # listing or two); fewer when the DescribeMapRun budget holds fewer tokens.
 PER_TICK = 20
 MAX_BACKOFF = 600.0
-_ENDS = ("MapRunSucceeded", "MapRunFailed", "MapRunAborted")
 
 
 # --- From a parent's history ------------------------------------------------------
@@ -69,7 +69,7 @@ def note_map_runs(execution_pk: int, events: Iterable[dict[str, Any]]) -> int:
                         sync_due_at=now,
                     )
                 )
-        elif kind in _ENDS:
+        elif kind in MAP_RUN_END_TYPES:
             ended = True
     if new:
         MapRun.objects.bulk_create(new, ignore_conflicts=True)

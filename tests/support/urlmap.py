@@ -13,10 +13,16 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.converters import UUIDConverter
 from django.urls.resolvers import RegexPattern, RoutePattern
 
-from executions.web.converters import ExecutionArnConverter, StateMachineArnConverter
+from executions.web.converters import (
+    ExecutionArnConverter,
+    MapRunArnConverter,
+    StateMachineArnConverter,
+)
 
 # For <uuid:...> parameters (a bulk stop's batch id): well formed, never stored.
 SAMPLE_UUID = "00000000-0000-4000-8000-000000000001"
+# A Map Run ARN for patterns that take one, when the test gives none.
+SAMPLE_MAP_RUN = "arn:aws:states:us-east-1:123456789012:mapRun:order-pipeline/Items:0"
 TOKEN = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<parameter>[^>]+)>")
 
 
@@ -49,6 +55,8 @@ class Endpoint:
                         return quote(arns["execution"], safe=":/")
                     if isinstance(converter, StateMachineArnConverter):
                         return quote(arns["state_machine"], safe=":/")
+                    if isinstance(converter, MapRunArnConverter):
+                        return quote(arns.get("map_run", SAMPLE_MAP_RUN), safe=":/")
                     if match["parameter"] == "content_type_id":
                         return "1"
                     if isinstance(converter, UUIDConverter):

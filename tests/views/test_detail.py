@@ -596,18 +596,19 @@ def test_the_query_count_does_not_grow_with_the_history(
     items.append(("WaitStateEntered", "stateEnteredEventDetails", {"name": "Sleep"}))
     events(ex, items)
     # session, user, execution, open states (3), stops, the stop permission,
-    # the watchers, the start permission (the Re-run button), and the sync
-    # bar's two (none with Redis).
+    # the watchers, the start permission (the Re-run button), its Map Runs,
+    # and the sync bar's two (none with Redis).
     bar = 0 if settings.REDIS_URL else 2
     # The bar's answer, shared for a moment (Redis): long enough for this test.
     monkeypatch.setattr(freshness, "SHARED_TTL", 600.0)
     viewer_client.get("/executions/?status=SUCCEEDED")
-    with django_assert_max_num_queries(10 + bar):
+    with django_assert_max_num_queries(11 + bar):
         body = page(viewer_client, ex)
     assert ">Sleep</a>" in body
     done = failed_with_history()
-    # session, user, execution, failure point, stops, the watch posts, the sync bar.
-    with django_assert_max_num_queries(6 + bar):
+    # session, user, execution, failure point, stops, the watch posts, a
+    # permission (the Redrive or Re-run button), its Map Runs, the sync bar.
+    with django_assert_max_num_queries(8 + bar):
         page(viewer_client, done)
 
 
