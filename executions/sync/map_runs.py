@@ -50,10 +50,11 @@ MAX_BACKOFF = 600.0
 
 def note_map_runs(execution_pk: int, events: Iterable[dict[str, Any]]) -> int:
     """MapRunStarted events make MapRun rows (due now); a Map Run's end event
-    makes the execution's open Map Runs due now. Returns the rows made."""
+    makes the execution's open Map Runs due now, a MapRunRedriven all of them
+    (a redriven Map Run runs again). Returns the rows made."""
     now = timezone.now()
     new: list[MapRun] = []
-    ended = False
+    ended = redriven = False
     for event in events:
         kind = event.get("type")
         if kind == "MapRunStarted":
@@ -71,10 +72,15 @@ def note_map_runs(execution_pk: int, events: Iterable[dict[str, Any]]) -> int:
                 )
         elif kind in MAP_RUN_END_TYPES:
             ended = True
+        elif kind == "MapRunRedriven":
+            redriven = True
     if new:
         MapRun.objects.bulk_create(new, ignore_conflicts=True)
     if ended:
         MapRun.objects.filter(execution_id=execution_pk, status="RUNNING").update(sync_due_at=now)
+    if redriven:
+        # A redriven Map Run runs again: settled no more.
+        MapRun.objects.filter(execution_id=execution_pk).update(sync_due_at=now)
     return len(new)
 
 
@@ -175,8 +181,8 @@ def sync_map_run(run: MapRun, stats: Stats) -> None:
     """
     now = timezone.now()
     try:
-        if run.is_open or run.described_at is None or _unsettled(run):
-            store_description(run, aws.describe_map_run(run.arn))
+        # Due means something may have changed (a settled one is never due).
+        store_description(run, aws.describe_map_run(run.arn))
         listed_from = timezone.now()
         _list_children(run, stats)
     except (aws.Throttled, BudgetExhausted):
@@ -198,13 +204,6 @@ def sync_map_run(run: MapRun, stats: Stats) -> None:
         sync_due_at=_next_due(run, listed_from),
     )
     run.children_listed_at = listed_from
-
-
-def _unsettled(run: MapRun) -> bool:
-    """Closed, but not described since it closed (or listed since)."""
-    return run.stop_date is not None and (
-        run.described_at is None or run.described_at < run.stop_date
-    )
 
 
 def _next_due(run: MapRun, listed_at: dt.datetime) -> dt.datetime | None:

@@ -219,3 +219,14 @@ def test_manage_py_sync_reads_map_runs_and_their_children(fake_aws: Any, parent:
     children = Execution.objects.filter(map_run_arn=fake.arn)
     assert children.count() == 3
     assert all(c.history_complete and c.described_at for c in children)
+
+
+def test_a_map_run_redriven_in_the_parents_history_is_due_again(
+    fake_aws: Any, parent: str
+) -> None:
+    fake = fake_aws.app.map_runs.create(parent, items(1, 1), start=time.time() - 30)
+    ex = flows.import_execution(parent)
+    sync(MapRun.objects.get(arn=fake.arn))
+    assert MapRun.objects.get(arn=fake.arn).sync_due_at is None
+    map_runs.note_map_runs(ex.pk, [{"type": "MapRunRedriven", "timestamp": timezone.now()}])
+    assert MapRun.objects.get(arn=fake.arn).sync_due_at is not None
