@@ -221,9 +221,7 @@ def test_manage_py_sync_reads_map_runs_and_their_children(fake_aws: Any, parent:
     assert all(c.history_complete and c.described_at for c in children)
 
 
-def test_a_map_run_redriven_in_the_parents_history_is_due_again(
-    fake_aws: Any, parent: str
-) -> None:
+def test_a_map_run_redriven_in_the_parents_history_is_due_again(fake_aws: Any, parent: str) -> None:
     fake = fake_aws.app.map_runs.create(parent, items(1, 1), start=time.time() - 30)
     ex = flows.import_execution(parent)
     sync(MapRun.objects.get(arn=fake.arn))
