@@ -32,7 +32,15 @@ from ..models import ActionRequest, Execution, ExecutionStatus, MapRun
 
 PAGE_SIZE = 100
 RECENT_UPDATES = 10
-COUNT_KEYS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total")
+COUNTS = (
+    ("pending", "Pending"),
+    ("running", "Running"),
+    ("succeeded", "Succeeded"),
+    ("failed", "Failed"),
+    ("timedOut", "Timed out"),
+    ("aborted", "Aborted"),
+    ("total", "Total"),
+)
 
 
 # --- Finding one ---------------------------------------------------------------------
@@ -193,7 +201,7 @@ def map_run_detail(request: HttpRequest, arn: str) -> HttpResponse:
         "run": run,
         "parent": run.execution,
         "label": run.arn.split(":")[6].split("/", 1)[1],
-        "item_counts": [(k, counts.get(k)) for k in COUNT_KEYS],
+        "item_counts": [(k, label, counts.get(k)) for k, label in COUNTS],
         "results_written": counts.get("resultsWritten"),
         "execution_counts": run.execution_counts or {},
         "tolerance": tolerance(run),
