@@ -286,3 +286,24 @@ def test_the_parents_history_links_map_run_started_to_the_map_run(
     # The timeline names the Map Run too.
     timeline = html.split('id="timeline"', 1)[1].split("</header>", 1)[1]
     assert page_url(fake_run.arn) in timeline.split("</p>", 1)[0]
+
+
+def test_aws_unreachable_is_a_clear_failure_and_nothing_changes(
+    fake_run: Any, map_client: Client, fake_aws: Any, settings: Any
+) -> None:
+    settings.SFNUI_AWS_ENDPOINT_URL = "http://127.0.0.1:9"
+    response = map_client.post(update_url(fake_run.arn), form(max_concurrency=1))
+    assert response.status_code == 302
+    row = ActionRequest.objects.get()
+    assert row.outcome == ActionRequest.Outcome.FAILED
+    assert "could not be reached" in row.aws_response
+    assert fake_aws.app.map_runs.describe_map_run(fake_run.arn)["maxConcurrency"] == 10
+
+
+def test_the_update_page_of_a_malformed_or_unknown_map_run_is_404(
+    fake_aws: Any, map_client: Client
+) -> None:
+    assert map_client.get("/map-runs/nope:x/update/").status_code == 404
+    unknown = "arn:aws:states:us-east-1:123456789012:mapRun:etl/Map:0000"
+    assert map_client.get(update_url(unknown)).status_code == 404
+    assert not ActionRequest.objects.exists()
