@@ -29,13 +29,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from executions import aws
+from executions.actions import grants
 from executions.models import ActionRequest, MapRun
 from executions.redaction import redact
 from executions.sync import map_runs as map_run_sync
 
 log = logging.getLogger(__name__)
 
-PERMISSION = "executions.update_map_run"
+PERMISSION = grants.UPDATE_MAP_RUN
 IN_FLIGHT = (
     "No outcome recorded: the attempt was interrupted before AWS answered. "
     "The Map Run's limits may or may not have changed; check its page."
@@ -50,9 +51,8 @@ class TokenReused(ValueError):
 
 
 def can_update(user: Any) -> bool:
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    return bool(user.has_perm(PERMISSION))
+    """Whether the user may; one query for every action permission (grants.py)."""
+    return grants.granted(user, PERMISSION)
 
 
 def limits(run: MapRun) -> dict[str, Any]:

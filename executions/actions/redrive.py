@@ -32,20 +32,19 @@ import time
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from executions import aws
-from executions.actions import stop
+from executions.actions import grants, stop
 from executions.models import ActionRequest, Execution
 from executions.redaction import redact
 
 log = logging.getLogger(__name__)
 
-PERMISSION = "executions.redrive_execution"
+PERMISSION = grants.REDRIVE
 # What AWS redrives, and for how long after the start.
 REDRIVABLE_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 WINDOW = dt.timedelta(days=14)
@@ -62,21 +61,8 @@ class TokenReused(ValueError):
 
 
 def can_redrive(user: Any) -> bool:
-    """user.has_perm(PERMISSION) in one query, remembered for the request (as stop.can_stop)."""
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    cached = getattr(user, "_sfnui_can_redrive", None)
-    if cached is None:
-        app_label, codename = PERMISSION.split(".")
-        cached = (
-            Permission.objects.filter(codename=codename, content_type__app_label=app_label)
-            .filter(Q(user=user) | Q(group__user=user))
-            .exists()
-        )
-        user._sfnui_can_redrive = cached
-    return bool(cached)
+    """Whether the user may; one query for every action permission (grants.py)."""
+    return grants.granted(user, PERMISSION)
 
 
 def redrivable_until(ex: Execution) -> dt.datetime:

@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from executions import aws, signals
+from executions.actions import grants
 from executions.models import (
     ActionRequest,
     Execution,
@@ -60,7 +60,7 @@ from executions.sync import rows
 
 log = logging.getLogger(__name__)
 
-PERMISSION = "executions.start_execution"
+PERMISSION = grants.START
 # AWS's limits (StartExecution): the input is at most 256 KiB of UTF-8, a
 # name 1 to 80 characters without whitespace, brackets, wildcards, some
 # punctuation or control characters.
@@ -87,22 +87,8 @@ CLOCK_SKEW = dt.timedelta(seconds=5)
 
 
 def can_start(user: Any) -> bool:
-    """user.has_perm(PERMISSION) in one query, remembered on the user object
-    for the rest of the request (as actions.stop.can_stop)."""
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    cached = getattr(user, "_sfnui_can_start", None)
-    if cached is None:
-        app_label, codename = PERMISSION.split(".")
-        cached = (
-            Permission.objects.filter(codename=codename, content_type__app_label=app_label)
-            .filter(Q(user=user) | Q(group__user=user))
-            .exists()
-        )
-        user._sfnui_can_start = cached
-    return bool(cached)
+    """Whether the user may; one query for every action permission (grants.py)."""
+    return grants.granted(user, PERMISSION)
 
 
 # --- What may be sent ----------------------------------------------------------

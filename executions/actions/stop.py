@@ -28,41 +28,25 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from executions import aws, signals
+from executions.actions import grants
 from executions.models import Execution, StopRequest
 from executions.redaction import redact
 from executions.sync import rows
 
 log = logging.getLogger(__name__)
 
-PERMISSION = "executions.stop_execution"
+PERMISSION = grants.STOP
 
 
 def can_stop(user: Any) -> bool:
-    """user.has_perm(PERMISSION) in one query (has_perm loads every permission
-    of the user and of their groups: two), remembered on the user object for
-    the rest of the request. Permissions come only from ModelBackend here
-    (single sign-on grants them as user permissions)."""
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    cached = getattr(user, "_sfnui_can_stop", None)
-    if cached is None:
-        app_label, codename = PERMISSION.split(".")
-        cached = (
-            Permission.objects.filter(codename=codename, content_type__app_label=app_label)
-            .filter(Q(user=user) | Q(group__user=user))
-            .exists()
-        )
-        user._sfnui_can_stop = cached
-    return bool(cached)
+    """Whether the user may; one query for every action permission (grants.py)."""
+    return grants.granted(user, PERMISSION)
 
 
 # What a claimed attempt says until AWS has answered. If the process dies
