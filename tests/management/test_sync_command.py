@@ -63,6 +63,11 @@ def test_a_first_and_a_second_sync(scenario: dict[str, Any], sfn: Any) -> None:
         # status, so no ListExecutions(RUNNING) is needed yet.
         "ListExecutions": 2,
         "ListStateMachines": 1,
+        # Once in each execution's life: the definition it ran (sync/versions.py).
+        "DescribeStateMachineForExecution": 4,
+        # With each state machine's description: its versions and aliases.
+        "ListStateMachineVersions": 2,
+        "ListStateMachineAliases": 2,
     }
     assert_cache_equals_aws(sfn, [*scenario["done"], scenario["running"]])
 
@@ -81,7 +86,11 @@ def test_it_narrows_to_one_state_machine(scenario: dict[str, Any]) -> None:
 
 def test_it_syncs_one_execution_even_one_it_never_saw(scenario: dict[str, Any], sfn: Any) -> None:
     out = run_sync("--execution", scenario["done"][0])
-    assert calls(out) == {"DescribeExecution": 1, "GetExecutionHistory": 1}
+    assert calls(out) == {
+        "DescribeExecution": 1,
+        "GetExecutionHistory": 1,
+        "DescribeStateMachineForExecution": 1,
+    }
     assert list(Execution.objects.values_list("arn", flat=True)) == [scenario["done"][0]]
     assert_cache_equals_aws(sfn, [scenario["done"][0]])
     # Settled: asking again costs nothing.
