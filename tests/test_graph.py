@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from executions import graph
-from executions.reads import compare
+from executions.reads import compare, versions
 from executions.sync import flows
 from tests.support.helpers import FAIL, ORDER_PIPELINE, PAYMENT, wait_until_finished
 
@@ -324,7 +324,7 @@ def test_a_succeeded_run_paints_its_path_and_leaves_the_rest_unreached(
     assert "Rejected" not in run.states
     assert {("", "Validate"), ("HasItems", "EachItem"), ("", "Reserve"), ("Done", "")} <= run.edges
     assert ("HasItems", "Rejected") not in run.edges
-    definition, _ = compare.definition_of(run.execution)
+    definition, _ = versions.definition_of(run.execution)
     svg = graph.render(graph.layout(definition), run.paint(lambda i: f"/h?event={i}#event-{i}"))
     assert "visited o-succeeded" in _classes(svg, "Validate")
     assert "unreached" in _classes(svg, "Rejected")
@@ -348,7 +348,7 @@ def test_a_failed_run_shows_where_it_failed_and_the_catch_it_took(
     assert run.states["Declined"].outcome == graph.FAILED
     assert ("Charge", "Declined") in run.edges
     assert "Paid" not in run.states
-    definition, _ = compare.definition_of(run.execution)
+    definition, _ = versions.definition_of(run.execution)
     svg = graph.render(graph.layout(definition), run.paint(str))
     assert "o-caught" in _classes(svg, "Charge")
     assert "o-failed" in _classes(svg, "Declined")

@@ -29,6 +29,7 @@ from executions import asl, graph, history
 from executions.history.timeline import Lane, Span
 from executions.links import Zone, keep_tz
 from executions.models import Execution
+from executions.reads.versions import definition_of
 
 MAX_CHANGES = 200
 MAX_COUNTED = 100_000
@@ -92,20 +93,6 @@ def event_links(arn: str, zone: Zone) -> Callable[[int], str]:
         return keep_tz(base, zone, {"event": str(event_id)}) + f"#event-{event_id}"
 
     return href
-
-
-def definition_of(ex: Execution) -> tuple[str, str]:
-    """(definition text, what it is): the one the execution ran when the sync
-    has read it (DescribeStateMachineForExecution), else today's."""
-    if ex.definition_id is not None and ex.definition is not None:
-        return ex.definition.text, "the definition this execution ran"
-    if ex.state_machine.definition:
-        return (
-            ex.state_machine.definition,
-            "the state machine's current definition (the one this execution ran is not "
-            "known yet; it may differ)",
-        )
-    return "", "no definition: the state machine has not been described yet"
 
 
 def _lanes(lane: Lane) -> Iterator[Lane]:

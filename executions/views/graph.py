@@ -19,7 +19,7 @@ from django.views.decorators.http import require_safe
 
 from executions import graph
 from executions.models import Execution
-from executions.reads import compare
+from executions.reads import compare, versions
 from executions.web.common import execution_or_404, sync_now
 from executions.web.errors import PageError
 
@@ -30,7 +30,7 @@ PARTS = ("", "card")
 
 def graph_context(request: HttpRequest, ex: Execution, now: dt.datetime) -> dict[str, Any]:
     """What `_graph.html` draws for one execution."""
-    definition, note = compare.definition_of(ex)
+    definition, note = versions.definition_of(ex)
     drawn = graph.layout(definition) if definition else None
     context: dict[str, Any] = {
         "ex": ex,
