@@ -1,7 +1,11 @@
 """What people do to executions from the dashboard, and its record.
 
+- grants.py: who may act (stop, redrive, start, change a Map Run), one query;
 - stop.py: stopping one execution, and the audit of every attempt;
 - redrive.py: redriving one execution (RedriveExecution), its ActionRequest;
+- start.py: starting an execution (a state machine, version or alias), and
+  re-running one with its input;
+- map_run.py: changing a running Map Run's concurrency and failure tolerance;
 - bulk.py: guarded bulk stop and bulk redrive (the dry run, the batch, the
   worker side);
 - watch.py: watch claims, and the notification when a watched execution

@@ -1,7 +1,8 @@
 """What the pages read from the cache, as aggregate queries that stay fast on
 millions of rows: the executions list (queries.py), what state machines have
 been doing (activity.py), the runaway finder (runaways.py), accounts and
-regions (places.py), and versions and aliases with their numbers (versions.py).
+regions (places.py), versions and aliases with their numbers (versions.py),
+and two runs side by side (compare.py).
 
 Read-only. May import: aws (the configured targets), arns, asl, links
 (?tz= in the chart's links), times, models, history. Never views, web,

@@ -10,6 +10,8 @@
   state machine is listed, within the API budget (executions/budget.py,
   which aws.py spends, so it sits beside aws.py); locks.py: locks in the
   shared cache;
+- map_runs.py: Map Runs seen in a history, described, and their child
+  executions listed, with the same rules as executions;
 - versions.py: versions and aliases of each state machine (read with its
   definition) and the definition each execution ran (once per text);
 - status_changes.py: Step Functions' status-change events applied to the
