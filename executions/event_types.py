@@ -117,9 +117,7 @@ TASK_FAILURE_TYPES: frozenset[str] = frozenset(
 
 # A Distributed Map run ended (the parent's history says so).
 MAP_RUN_END_TYPES: frozenset[str] = frozenset(
-    t
-    for t in EVENT_TYPES
-    if t.startswith("MapRun") and t.endswith((*FAILURE_ENDINGS, "Succeeded"))
+    t for t in EVENT_TYPES if t.startswith("MapRun") and t.endswith((*FAILURE_ENDINGS, "Succeeded"))
 )
 
 # One iteration of an inline Map state started or ended.

@@ -321,11 +321,7 @@ def start(
 def enqueue(batch: BulkStop) -> int:
     """Hand the items still waiting to workers, CHUNK per task. Returns the
     number of tasks sent; a broker that is down is recorded on the batch."""
-    pending = list(
-        batch.items.filter(**_WAITING)
-        .order_by("position")
-        .values_list("id", flat=True)
-    )
+    pending = list(batch.items.filter(**_WAITING).order_by("position").values_list("id", flat=True))
     sent = 0
     try:
         for i in range(0, len(pending), CHUNK):

@@ -72,9 +72,7 @@ def _closed_key(execution: Execution) -> tuple[object, ...] | None:
     )
 
 
-def drawn_timeline_of(
-    execution: Execution, now: dt.datetime
-) -> tuple[list[Ev], Timeline, Drawing]:
+def drawn_timeline_of(execution: Execution, now: dt.datetime) -> tuple[list[Ev], Timeline, Drawing]:
     """timeline_of() and its drawing; for a closed execution whose history is
     complete, computed once and kept (the 25,000-event history page re-read
     its outline and rebuilt ~75,000 visits on every request)."""
