@@ -40,6 +40,10 @@ def test_it_creates_a_demo_user_who_may_stop_executions(var_dir: Path) -> None:
     assert signs_in("demo", printed["password"])
     user = get_user_model().objects.get(username="demo")
     assert user.has_perm("executions.stop_execution")
+    # Every action the demo shows: redrive, start and re-run, a Map Run's limits.
+    assert user.has_perm("executions.redrive_execution")
+    assert user.has_perm("executions.start_execution")
+    assert user.has_perm("executions.update_map_run")
     assert not user.is_staff
     kept = var_dir / "demo-password"
     assert kept.read_text().strip() == printed["password"]

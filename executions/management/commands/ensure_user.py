@@ -13,13 +13,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from executions.actions import grants
+
 # Where a generated password is kept, so that the next run prints the same one.
 PASSWORD_FILE = "demo-password"  # noqa: S105 (a file name)
 
 
 class Command(BaseCommand):
     help = (
-        "Make sure a sign-in exists that may view and stop executions, and print its user "
+        "Make sure a sign-in exists that may view, stop, redrive and start executions and "
+        "change Map Runs, and print its user "
         "name and password. The name comes from SFNUI_DEMO_USER (default: demo), the password "
         "from SFNUI_DEMO_PASSWORD, or is generated once and kept in the var directory."
     )
@@ -38,21 +41,16 @@ class Command(BaseCommand):
             user.set_password(password)
         user.is_active = True
         user.save()
-        try:
-            permission = Permission.objects.get(
-                content_type__app_label="executions", codename="stop_execution"
-            )
-        except Permission.DoesNotExist:
-            raise CommandError(
-                "no permission executions.stop_execution: run migrate first"
-            ) from None
-        user.user_permissions.add(permission)
-        # The demo's Map Runs can be throttled from their page.
-        user.user_permissions.add(
-            *Permission.objects.filter(
-                content_type__app_label="executions", codename="update_map_run"
-            )
+        # Every action of the dashboard: stop, redrive, start and re-run,
+        # change a running Map Run (so the demo shows each of them).
+        codenames = [p.split(".", 1)[1] for p in grants.ACTIONS]
+        permissions = list(
+            Permission.objects.filter(content_type__app_label="executions", codename__in=codenames)
         )
+        missing = sorted(set(codenames) - {p.codename for p in permissions})
+        if missing:
+            raise CommandError(f"no permission executions.{missing[0]}: run migrate first")
+        user.user_permissions.add(*permissions)
         if apps.is_installed("axes"):
             # The printed sign-in must work even after a few mistyped tries.
             from axes.utils import reset
