@@ -101,12 +101,24 @@ class PageProblems:
     """What went wrong in the browser while a journey ran."""
 
     problems: list[str] = field(default_factory=list)
+    # How many times the page has set off to another document, and how many
+    # times it had when each request went out: a stylesheet still loading when
+    # the test moves on is cancelled by the browser (net::ERR_ABORTED), which
+    # is no fault of the page.
+    navigations: int = 0
+    sent_at: dict[Request, int] = field(default_factory=dict)
 
     def watch(self, page: Page) -> None:
         page.on("pageerror", lambda exc: self.problems.append(f"JavaScript error: {exc}"))
         page.on("console", self._console)
+        page.on("request", lambda request: self._request(page, request))
         page.on("response", self._response)
         page.on("requestfailed", self._failed)
+
+    def _request(self, page: Page, request: Request) -> None:
+        if request.is_navigation_request() and request.frame == page.main_frame:
+            self.navigations += 1
+        self.sent_at[request] = self.navigations
 
     def _console(self, message: ConsoleMessage) -> None:
         # "Failed to load resource" is reported (with its URL) by _response.
@@ -119,8 +131,12 @@ class PageProblems:
             self.problems.append(f"{response.status} for {response.request.method} {path}")
 
     def _failed(self, request: Request) -> None:
-        if "/static/" in request.url:
-            self.problems.append(f"{request.url} did not load: {request.failure}")
+        if "/static/" not in request.url:
+            return
+        left_behind = self.sent_at.get(request, self.navigations) < self.navigations
+        if left_behind and "ERR_ABORTED" in (request.failure or ""):
+            return
+        self.problems.append(f"{request.url} did not load: {request.failure}")
 
 
 @pytest.fixture

@@ -190,9 +190,12 @@ class Processes:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        wait_until_group_gone(proc.pid)
+        wait_until_group_gone(proc.pid, kill=True)
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+        """SIGTERM to the group, SIGKILL after `timeout`; what the main process
+        leaves behind (a pool child or an embedded beat still exiting on a busy
+        machine: a CI run once found one alive 30 s on) is killed soon after."""
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -201,7 +204,10 @@ class Processes:
                 self.kill(proc)
             except ProcessLookupError:
                 pass
-        wait_until_group_gone(proc.pid)
+        try:
+            wait_until_group_gone(proc.pid, timeout=5.0)
+        except AssertionError:
+            self.kill(proc)
 
     def close(self) -> None:
         # The test is over: no need for a graceful shutdown (a worker's takes
@@ -235,13 +241,30 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def wait_until_group_gone(pgid: int, timeout: float = 30.0) -> None:
-    """Every process of the group has exited (prefork children go with the parent)."""
+def wait_until_group_gone(pgid: int, timeout: float = 30.0, kill: bool = False) -> None:
+    """Every process of the group has exited (prefork children go with the
+    parent). With `kill`, SIGKILL again while waiting: a process forked as the
+    first one was sent is killed too."""
     deadline = time.monotonic() + timeout
-    while group_members(pgid):
+    while members := group_members(pgid):
         if time.monotonic() > deadline:
-            raise AssertionError(f"processes of group {pgid} still alive: {group_members(pgid)}")
+            raise AssertionError(
+                f"processes of group {pgid} still alive: {[describe(pid) for pid in members]}"
+            )
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
         time.sleep(0.05)
+
+
+def describe(pid: int) -> str:
+    """A process's number, state and command line, for a message."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return f"{pid} (gone)"
+    return f"{pid} [{state}] {cmdline.strip()[:200]}"
 
 
 @dataclass
