@@ -10,12 +10,13 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import connection
 from django.dispatch import receiver
 from django.utils import timezone
 
-from executions import signals
+from executions import aws, signals
 from executions.actions import bulk, watch
-from executions.database import unavailable
+from executions.database import counts, unavailable
 from executions.sync import flows, map_runs, runs, schedule
 from executions.sync.locks import held
 
@@ -114,13 +115,25 @@ def sync_executions(
     # Throttling is "slow down": the executions were rescheduled and the
     # SyncRun says so; the task itself succeeded.
     try:
-        return flows.sync_executions(pks, region, account).summary()
+        stats = flows.sync_executions(pks, region, account)
     except Exception as exc:
         # The retry holds no slot: this one is given back below.
         _retry_on_outage(self, exc, args=(pks, region, account, None))
         raise
     finally:
         schedule.batch_done(slot)
+    if (
+        len(pks) >= settings.SFNUI_SYNC_BATCH
+        and not stats.throttled
+        and not stats.unfinished
+        and schedule.budget_for_a_batch(account or aws.DEFAULT, region)
+    ):
+        # A full batch went through and the budget holds another: a backlog,
+        # which waiting for beat's next tick would leave untouched for up to
+        # SFNUI_SYNC_TICK seconds while this process idles. Hand out the next
+        # batches now (the tick's lock keeps it single; the slots bound it).
+        sync_tick.delay()
+    return stats.summary()
 
 
 @shared_task(bind=True, acks_late=True)
@@ -157,6 +170,14 @@ def prune_sync_runs() -> int:
     cutoff = timezone.now() - dt.timedelta(days=settings.SFNUI_SYNC_RUN_RETENTION_DAYS)
     deleted, _ = SyncRun.objects.filter(started_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task
+def compact_counts() -> int:
+    """Fold the changes the triggers appended into the counts per state
+    machine (database/counts.py): the state machine pages read both, so this
+    only keeps what they add up small."""
+    return counts.compact(connection, timezone.now())
 
 
 # --- Bulk stop and Watch (bulk.py, watch.py) ----------------------------------------

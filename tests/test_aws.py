@@ -279,3 +279,47 @@ def test_time_spent_waiting_for_budget_comes_off_the_wait_for_the_answer(
         )
     # 3 s, less the half second of budget, less the time to connect.
     assert request.context["read_timeout"] <= 3.0 - 0.5 - 0.2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1764842400,
+        1764842400.123456,
+        "1764842400",
+        "1764842400.5",
+        "20261204",
+        "2026-12-04T10:00:00Z",
+        "2026-12-04T10:00:00.123Z",
+        "2026-12-04T12:00:00.123456+02:00",
+        "2026-12-04T10:00:00",
+        "2026-12-04 10:00:00.5",
+        "Thu, 04 Dec 2026 10:00:00 GMT",
+    ],
+)
+def test_timestamps_read_as_botocore_reads_them_in_utc(value: Any) -> None:
+    import datetime as dt
+
+    import botocore.utils
+
+    parsed = aws.parse_timestamp(value)
+    assert parsed == aws.utc(botocore.utils.parse_timestamp(value))
+    assert parsed.tzinfo is dt.UTC
+
+
+def test_the_clients_read_timestamps_with_that_parser(
+    fake_aws: Any, make_state_machine: Callable[..., str], start: Callable[..., str], sfn: Any
+) -> None:
+    import datetime as dt
+
+    arn = start(make_state_machine("ts", PASS), "ts-1")
+    wait_until_finished(sfn, [arn])
+    ours = aws.describe_execution(arn)
+    theirs = sfn.describe_execution(executionArn=arn)
+    assert ours["startDate"].tzinfo is dt.UTC
+    assert ours["startDate"] == theirs["startDate"]
+    assert ours["stopDate"] == theirs["stopDate"]
+    ours_events = [e for page in aws.execution_history(arn) for e in page]
+    theirs_events = sfn.get_execution_history(executionArn=arn, reverseOrder=True)["events"]
+    assert [e["timestamp"] for e in ours_events] == [e["timestamp"] for e in theirs_events]
+    assert all(e["timestamp"].tzinfo is dt.UTC for e in ours_events)

@@ -51,6 +51,7 @@ EXECUTION_COLUMNS = (
     "sync_due_at",
     "sync_error",
     "sync_failures",
+    "failed_state",
 )
 EVENT_COLUMNS = (
     "execution_id",
@@ -669,6 +670,7 @@ def execution_rows(
         duration = m.median_seconds * math.exp(rng.gauss(0, m.sigma))
         r = rng.random()
         error = cause = output = None
+        failed_state = ""
         redrive_count = 0
         redrive_date = None
         if duration >= age or (pk > force_from and rng.random() < force_share):
@@ -676,9 +678,11 @@ def execution_rows(
         elif r < m.failed:
             status = "FAILED"
             error = rng.choice(m.errors)
-            cause = make_cause(error, rng, rng.choice(m.steps).name)
+            failed_state = rng.choice(m.steps).name
+            cause = make_cause(error, rng, failed_state)
         elif r < m.failed + m.timed_out:
             status, error = "TIMED_OUT", "States.Timeout"
+            failed_state = max(m.steps, key=lambda step: step.weight).name
             cause = f"The execution timed out after {int(duration)} seconds."
         elif r < m.failed + m.timed_out + m.aborted:
             status = "ABORTED"
@@ -744,6 +748,7 @@ def execution_rows(
             synced + dt.timedelta(seconds=30) if status == "RUNNING" else None,
             "",
             0,
+            failed_state,
         )
     plan.statuses = counts
 

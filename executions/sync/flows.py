@@ -21,11 +21,10 @@ import logging
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import Q
 from django.utils import timezone
 
-from executions import aws
+from executions import aws, budget
 from executions.arns import parse_execution_arn, parse_state_machine_arn
 from executions.budget import BudgetExhausted
 from executions.event_types import TERMINAL_TYPES
@@ -39,18 +38,16 @@ from executions.models import (
 from executions.sync import map_runs, plan
 from executions.sync.backoff import (
     LAGGING_RETRIES,
-    next_due,
     record_failure,
     record_lagging,
     reschedule,
     schedule_listing,
 )
+from executions.sync.execution_write import ExecutionWrite
 from executions.sync.rows import (
     IN_CHUNK,
     in_chunks,
-    mark_complete_if_final,
     store_description,
-    stored_event,
     upsert_listed,
     without_nul,
 )
@@ -61,7 +58,6 @@ log = logging.getLogger(__name__)
 
 # GetExecutionHistory's maximum page: fewest calls.
 HISTORY_PAGE_SIZE = 1000
-EVENT_BATCH = 500
 # A running execution missing from ListExecutions(RUNNING) is only taken as
 # closed if it started this long before the listing: AWS is eventually
 # consistent, and a listing does not see what started while it ran.
@@ -301,29 +297,29 @@ def _learn_ends(sm: StateMachine, ended: list[tuple[int, str, dt.datetime]], sta
 
 
 def sync_execution(ex: Execution, stats: Stats) -> None:
-    """DescribeExecution if the listing saw a change, then the history's new events.
+    """DescribeExecution if the listing saw a change, then the history's new events,
+    stored at once (execution_write.py): one transaction, one UPDATE of the row.
 
     Raises aws.Throttled (after rescheduling the execution) so that the
     caller stops and lets the budget refill, and aws.Unavailable (after
     recording it on the execution) so that the caller stops calling an AWS it
     cannot reach; records other AWS errors on the execution and reschedules it
-    with backoff.
+    with backoff. An execution that closed is added to `stats.closed` (its
+    watchers are told when the run is recorded).
     """
     try:
-        described = ex.needs_describe or ex.described_at is None
-        if described:
-            _describe(ex, stats)
-        if ex.map_run_arn and map_runs.without_history(ex):
-            # An Express Map Run's child: no history API, DescribeExecution tells all.
-            if not described and ex.is_open:
-                _describe(ex, stats)
-            map_runs.settle_without_history(ex)
-        elif not ex.history_complete:
-            _fetch_history(ex, stats)
-            if ex.needs_describe:
-                # The history showed the end before DescribeExecution did.
-                _describe(ex, stats)
-                mark_complete_if_final(ex)
+        for _ in range(3):
+            write = ExecutionWrite(ex)
+            _sync_once(write, stats)
+            if write.store():
+                break
+            # A listing, a stop or a redrive changed the row while we asked
+            # AWS: our answers may be older than its news. Ask again.
+            ex.refresh_from_db()
+        else:
+            raise aws.AwsError("the execution kept changing while it was synced", "Conflict")
+        if write.described and not ex.is_open:
+            stats.closed.append(ex.pk)
         # Once in its life: the definition it ran (sync/versions.py).
         link_definition(ex)
     except (aws.Throttled, BudgetExhausted):
@@ -346,42 +342,44 @@ def sync_execution(ex: Execution, stats: Stats) -> None:
         record_failure(ex, describe_error(exc), stats)
         return
     stats.executions_synced += 1
-    now = timezone.now()
-    Execution.objects.filter(pk=ex.pk).update(
-        synced_at=now,
-        sync_error="",
-        sync_failures=0,
-        # A listing may have flagged a change while we worked: then it is due now.
-        sync_due_at=Case(When(needs_describe=True, then=Value(now)), default=Value(next_due(ex))),
-    )
 
 
-def _describe(ex: Execution, stats: Stats) -> None:
-    for _ in range(3):
-        if store_description(ex, aws.describe_execution(ex.arn)):
-            return
-        ex.refresh_from_db()
-    raise aws.AwsError("the execution kept changing while it was described", "Conflict")
+def _sync_once(write: ExecutionWrite, stats: Stats) -> None:
+    ex = write.ex
+    if ex.needs_describe or ex.described_at is None:
+        write.describe(aws.describe_execution(ex.arn))
+    if ex.map_run_arn and map_runs.without_history(ex):
+        # An Express Map Run's child: no history API, DescribeExecution tells all.
+        if not write.described and ex.is_open:
+            write.describe(aws.describe_execution(ex.arn))
+        if not ex.is_open and not ex.history_complete:
+            write.set(history_complete=True)
+        return
+    if ex.history_complete:
+        return
+    newest_type = _fetch_history(write, stats)
+    if newest_type in TERMINAL_TYPES and ex.is_open:
+        # It ended between DescribeExecution and the history.
+        write.describe(aws.describe_execution(ex.arn))
+    if newest_type in TERMINAL_TYPES and not ex.is_open:
+        write.complete = True
 
 
-def _fetch_history(ex: Execution, stats: Stats) -> None:
-    """Store the events newer than `last_event_id`, newest page first.
+def _fetch_history(write: ExecutionWrite, stats: Stats) -> str:
+    """The events newer than `last_event_id`, newest page first, into `write`;
+    returns the newest event's type.
 
-    Pages are stored as they arrive (memory stays bounded by one page), but
-    `last_event_id` moves only when the fetch reached what was already there:
-    a fetch killed halfway starts again from the top, and the upserts make
-    the repeated events harmless.
+    `last_event_id` moves (in the write) only when the fetch reached what was
+    already there: a fetch killed halfway starts again from the top, and the
+    upserts make the repeated events harmless.
     """
+    ex = write.ex
     watermark = ex.last_event_id
     newest_id, newest_type = 0, ""
     for page in aws.execution_history(ex.arn, reverse=True, page_size=HISTORY_PAGE_SIZE):
         fresh = [event for event in page if event["id"] > watermark]
-        for chunk in in_chunks(fresh, EVENT_BATCH):
-            HistoryEvent.objects.bulk_create(
-                [stored_event(ex.pk, event) for event in chunk], ignore_conflicts=True
-            )
+        write.add_events(fresh)
         stats.events += len(fresh)
-        map_runs.note_map_runs(ex.pk, fresh)
         for event in fresh:
             if event["id"] > newest_id:
                 newest_id, newest_type = event["id"], event["type"]
@@ -391,43 +389,50 @@ def _fetch_history(ex: Execution, stats: Stats) -> None:
         if len(fresh) < len(page):
             break
     if newest_id:
-        Execution.objects.filter(pk=ex.pk).update(
-            last_event_id=Greatest(F("last_event_id"), newest_id)
-        )
-        ex.last_event_id = max(ex.last_event_id, newest_id)
-    else:
-        newest_type = (
-            HistoryEvent.objects.filter(execution_id=ex.pk, event_id=ex.last_event_id)
-            .values_list("type", flat=True)
-            .first()
-            or ""
-        )
-    if newest_type in TERMINAL_TYPES:
-        if ex.status in OPEN_STATUSES:
-            # It ended between DescribeExecution and now.
-            Execution.objects.filter(pk=ex.pk).update(needs_describe=True)
-            ex.needs_describe = True
-        else:
-            mark_complete_if_final(ex)
+        return newest_type
+    return (
+        HistoryEvent.objects.filter(execution_id=ex.pk, event_id=ex.last_event_id)
+        .values_list("type", flat=True)
+        .first()
+        or ""
+    )
 
 
 def sync_executions(pks: Iterable[int], region: str, account: str = "") -> Stats:
     """Sync a batch of executions (of one identity and region); stop early when
-    AWS says to slow down or cannot be reached."""
-    from executions.sync.locks import held
+    AWS says to slow down or cannot be reached.
+
+    The batch takes its executions' locks at once and its API budget ahead
+    (budget.reserved: the tokens it expects to spend, given back if unspent),
+    instead of a few round trips to the shared cache per execution; each lock
+    is released as soon as its execution is done.
+    """
+    from executions.sync.locks import held_many
 
     with recording(SyncRun.Kind.EXECUTIONS, region, account=account) as stats:
-        pending = list(Execution.objects.filter(pk__in=list(pks)).order_by("sync_due_at"))
-        for i, ex in enumerate(pending):
-            if aws.out_of_time():
-                # The cycle's deadline passed: no new work, the rest is due.
-                stats.unfinished = [e.pk for e in pending[i:]]
-                stats.errors.append(
-                    f"deadline: {len(pending) - i} executions left for the next sync"
-                )
-                break
-            with held(f"execution:{ex.pk}", settings.SFNUI_SYNC_LEASE) as mine:
-                if not mine:
+        pending = list(
+            Execution.objects.filter(pk__in=list(pks))
+            .select_related("state_machine")
+            .order_by("sync_due_at")
+        )
+        if not pending:
+            return stats
+        names = [f"execution:{ex.pk}" for ex in pending]
+        with (
+            held_many(names, settings.SFNUI_SYNC_LEASE) as locks,
+            budget.reserved(
+                _calls_expected(pending), region, account_key(pending[0].state_machine)
+            ),
+        ):
+            for i, ex in enumerate(pending):
+                if aws.out_of_time():
+                    # The cycle's deadline passed: no new work, the rest is due.
+                    stats.unfinished = [e.pk for e in pending[i:]]
+                    stats.errors.append(
+                        f"deadline: {len(pending) - i} executions left for the next sync"
+                    )
+                    break
+                if names[i] not in locks.mine:
                     continue  # another worker has it right now
                 try:
                     sync_execution(ex, stats)
@@ -438,7 +443,24 @@ def sync_executions(pks: Iterable[int], region: str, account: str = "") -> Stats
                     for rest in pending[i + 1 :]:
                         reschedule(rest, delay=settings.SFNUI_RUNNING_MIN_INTERVAL, error="")
                     raise
+                finally:
+                    locks.release(names[i])
     return stats
+
+
+def _calls_expected(pending: list[Execution]) -> dict[str, int]:
+    """The calls a batch will most likely make (its budget reservation)."""
+    wants = {
+        "DescribeExecution": sum(1 for ex in pending if ex.needs_describe or not ex.described_at),
+        "GetExecutionHistory": sum(
+            1 for ex in pending if ex.needs_describe or not ex.history_complete
+        ),
+        # link_definition's, once per execution in its life.
+        "DescribeStateMachineForExecution": sum(
+            1 for ex in pending if ex.definition_id is None and not ex.map_run_arn
+        ),
+    }
+    return {operation: n for operation, n in wants.items() if n}
 
 
 # --- An execution the cache has never seen ----------------------------------------

@@ -323,10 +323,3 @@ def claim_due(now: dt.datetime | None = None) -> list[tuple[str, str, list[int]]
 def without_history(ex: Execution) -> bool:
     """A child of an Express Map Run: AWS has no history API for it."""
     return StateMachine.objects.filter(pk=ex.state_machine_id, type="EXPRESS").exists()
-
-
-def settle_without_history(ex: Execution) -> None:
-    """Closed and described is all there is to know of it."""
-    if not ex.is_open and not ex.history_complete:
-        Execution.objects.filter(pk=ex.pk, status=ex.status).update(history_complete=True)
-        ex.history_complete = True

@@ -13,7 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from executions import aws, signals
-from executions.event_types import TERMINAL_TYPES
+from executions.history.progress import failure_point
 from executions.models import OPEN_STATUSES, Execution, HistoryEvent, StateMachine
 from executions.sync.runs import Stats
 
@@ -116,6 +116,23 @@ def _listed_change(item: dict[str, Any], status: str, redrive_count: int) -> dic
 
 
 def store_description(ex: Execution, d: dict[str, Any]) -> bool:
+    fields = description_fields(ex, d)
+    # Compare-and-set against what we read before asking AWS: if a listing
+    # changed the row meanwhile, our answer may be older than its news.
+    if not Execution.objects.filter(
+        pk=ex.pk, status=ex.status, redrive_count=ex.redrive_count
+    ).update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(ex, name, value)
+    if ex.status not in OPEN_STATUSES:
+        # Whoever watches it hears of the end: a task once this commits, never a wait here.
+        signals.execution_closed.send(sender=__name__, execution_pk=ex.pk)
+    return True
+
+
+def description_fields(ex: Execution, d: dict[str, Any]) -> dict[str, Any]:
+    """The row's fields from a DescribeExecution of it (as it was when read: `ex`)."""
     redrives = d.get("redriveCount", 0)
     fields: dict[str, Any] = {
         "name": d.get("name", ex.name),
@@ -138,32 +155,17 @@ def store_description(ex: Execution, d: dict[str, Any]) -> bool:
     }
     if redrives > ex.redrive_count or d["status"] in OPEN_STATUSES:
         fields["history_complete"] = False
-    # Compare-and-set against what we read before asking AWS: if a listing
-    # changed the row meanwhile, our answer may be older than its news.
-    if not Execution.objects.filter(
-        pk=ex.pk, status=ex.status, redrive_count=ex.redrive_count
-    ).update(**fields):
-        return False
-    for name, value in fields.items():
-        setattr(ex, name, value)
-    if ex.status not in OPEN_STATUSES:
-        # Whoever watches it hears of the end: a task once this commits, never a wait here.
-        signals.execution_closed.send(sender=__name__, execution_pk=ex.pk)
-    return True
+    return fields
 
 
-def mark_complete_if_final(ex: Execution) -> None:
-    if ex.status in OPEN_STATUSES:
-        return
-    last_type = (
-        HistoryEvent.objects.filter(execution_id=ex.pk, event_id=ex.last_event_id)
-        .values_list("type", flat=True)
-        .first()
-    )
-    if last_type in TERMINAL_TYPES and Execution.objects.filter(
-        pk=ex.pk, status=ex.status, redrive_count=ex.redrive_count
-    ).update(history_complete=True):
-        ex.history_complete = True
+def completion_fields(ex: Execution) -> dict[str, Any]:
+    """The row's fields once a closed execution's final event is stored (the
+    sync writes them in its one UPDATE: sync/execution_write.py)."""
+    # Where a failed, timed-out or aborted one went wrong, for the failures
+    # page; read once, now that its history is whole ("" once it succeeds).
+    point = failure_point(ex)
+    failed_state = point.state_name if point else ""
+    return {"history_complete": True, "failed_state": failed_state}
 
 
 def stored_event(execution_pk: int, event: dict[str, Any]) -> HistoryEvent:

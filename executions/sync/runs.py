@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from executions import aws
+from executions import aws, signals
 from executions.budget import BudgetExhausted
 from executions.models import StateMachine, SyncRun
 
@@ -42,6 +42,9 @@ class Stats:
     # AWS could not be reached (or gave no answer): the rest of this identity
     # and region would meet the same.
     unreachable: bool = False
+    # Executions whose closed status the run stored: their watchers are told
+    # (one question for the run, not one per execution) when it is recorded.
+    closed: list[int] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -117,6 +120,8 @@ def recording(
             run.missed_events = stats.missed_events
             run.missed_example = stats.missed_example[:2048]
             run.save()
+            if stats.closed:
+                signals.executions_closed.send(sender=__name__, execution_pks=stats.closed)
 
 
 _KINDS: tuple[tuple[type[aws.AwsError], str], ...] = (

@@ -267,6 +267,16 @@ def _claim_batches(
     return batches
 
 
+def budget_for_a_batch(account: str, region: str) -> bool:
+    """Whether the GetExecutionHistory budget holds a whole batch right now
+    (False when its store cannot say)."""
+    try:
+        tokens, _ = budget.level(region, "GetExecutionHistory", account)
+    except Exception:
+        return False
+    return tokens >= settings.SFNUI_SYNC_BATCH
+
+
 def executions_per_tick(account: str = aws.DEFAULT, region: str | None = None) -> int:
     """As many executions as the GetExecutionHistory budget of one identity and
     region allows in one tick (most cost one call), plus a little for the

@@ -256,15 +256,18 @@ def test_a_sync_killed_after_its_first_history_page_resumes_correctly(
     def dying(*args: Any, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
         pages = real_history(*args, **kwargs)
         yield next(pages)
+        yield next(pages)
         raise Killed
 
     monkeypatch.setattr(aws, "execution_history", dying)
     with pytest.raises(Killed):
         full_cycle()
-    # The one it was syncing has its newest page stored, but the watermark
-    # did not move past the gap below it.
+    # The one it was syncing has its newest page stored (the second was held
+    # for the final transaction, which never came), but neither its
+    # description nor the watermark moved past the gap below it.
     (half,) = Execution.objects.filter(events__isnull=False).distinct()
     assert half.last_event_id == 0
+    assert half.described_at is None
     assert HistoryEvent.objects.filter(execution=half).count() == 3
 
     monkeypatch.setattr(aws, "execution_history", real_history)

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.db import OperationalError
 from django.utils import timezone
 
-from executions import tasks
+from executions import budget, tasks
 from executions.models import Execution, StateMachine
 from executions.sync import flows, runs, schedule
 from executions.sync.locks import held
@@ -406,6 +406,42 @@ def test_a_batch_that_met_a_database_outage_is_retried_and_gives_its_slot_back_o
     assert result.successful()
     assert len(seen) == 2
     assert schedule.in_flight("default", "us-east-1") == 0
+
+
+def test_a_full_batch_that_went_through_hands_out_the_next_at_once_while_the_budget_lasts(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SFNUI_SYNC_BATCH = 3
+    settings.SFNUI_API_SHARE = 1.0
+    settings.SFNUI_API_QUOTAS = {"GetExecutionHistory": (6, 0.001)}
+    outcome = runs.Stats()
+    monkeypatch.setattr(flows, "sync_executions", lambda *a: outcome)
+    ticks: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.sync_tick, "delay", lambda *a: ticks.append(a))
+
+    def batch(pks: list[int]) -> None:
+        slot = schedule.batch_sent("default", "us-east-1")
+        assert tasks.sync_executions.apply(args=(pks, "us-east-1", "default", slot)).successful()
+        assert schedule.in_flight("default", "us-east-1") == 0
+
+    # A short batch: nothing more was due when it was handed out.
+    batch([1, 2])
+    assert ticks == []
+    # A full one: a backlog, and the budget holds another batch: the next tick now.
+    batch([1, 2, 3])
+    assert len(ticks) == 1
+    # Throttled, or left unfinished: beat's tick decides when, not this.
+    outcome.throttled = True
+    batch([1, 2, 3])
+    outcome.throttled = False
+    outcome.unfinished = [3]
+    batch([1, 2, 3])
+    assert len(ticks) == 1
+    # The budget cannot pay for a whole batch: it waits for the refill.
+    outcome.unfinished = []
+    budget.drain("us-east-1", "GetExecutionHistory", pause=0)
+    batch([1, 2, 3])
+    assert len(ticks) == 1
 
 
 def test_a_bug_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:

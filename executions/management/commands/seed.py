@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from executions.models import Execution
+from executions.reads import places
 from executions.seed import data, load
 
 
@@ -92,6 +93,9 @@ class Command(BaseCommand):
             if options["reset"]:
                 load.reset()
             load.seed(plan, big=options["big_history"], step=self._step, timings=self.timings)
+        # Its state machines came by bulk insert (no post_save): the filters'
+        # places are asked again.
+        places.forget()
         self._step("vacuum analyze", load.analyze)
         total = time.monotonic() - started
         rows = sum(count for _, count, _ in self.timings)
