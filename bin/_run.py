@@ -60,8 +60,12 @@ GRACE = 20.0
 # The demo's own: it gives its calls 3 s and exits by itself 2 s later
 # (demo/__main__.py, STOP_GRACE and its watchdog); should that fail too (a
 # loaded CI machine once saw it still there 15 s after Ctrl-C), it is killed
-# soon after, not when the worker's grace ends.
-GRACE_FOR = {"demo": 8.0}
+# soon after, not when the worker's grace ends. Beat has nothing to finish
+# but writing its schedule file (the last run of each entry: lost, it only
+# makes the next start send the due syncs at once), and a loaded CI machine
+# once saw it still there 15 s after Ctrl-C; the web server has only the
+# requests in flight.
+GRACE_FOR = {"demo": 8.0, "beat": 8.0, "web": 8.0}
 STARTUP_TIMEOUT = 90.0
 
 

@@ -121,6 +121,19 @@ def order_pipeline(region: str) -> dict[str, Any]:
     }
 
 
+# Customers' first names, for emails worth searching for (the list's search
+# finds an execution by a word inside its input).
+FIRST_NAMES = ("ana", "ben", "chloe", "dev", "emma", "farid", "grace", "hugo", "ines", "jon")
+
+
+def customer(number: int) -> dict[str, str]:
+    """A customer's id and email, both from one number (no extra draw)."""
+    return {
+        "customerId": f"cus-{number}",
+        "customerEmail": f"{FIRST_NAMES[number % len(FIRST_NAMES)]}.{number}@example.com",
+    }
+
+
 SKUS = ("SKU-1040", "SKU-2231", "SKU-3307", "SKU-4410", "SKU-5120", "SKU-7781", "SKU-9002")
 
 
@@ -129,7 +142,7 @@ def order_input(rng: random.Random, now: dt.datetime) -> Input:
     count = 0 if rng.random() < 0.04 else rng.choice((1, 1, 2, 2, 3, 4, 6))
     return {
         "orderId": f"ord-{rng.randrange(10000, 99999)}",
-        "customerId": f"cus-{rng.randrange(1000, 9999)}",
+        **customer(rng.randrange(1000, 9999)),
         "channel": rng.choice(("web", "web", "mobile", "partner-api")),
         "currency": rng.choice(("EUR", "EUR", "USD", "GBP")),
         "express": rng.random() < 0.2,
@@ -247,9 +260,13 @@ def payment_capture_v2(region: str) -> dict[str, Any]:
 
 
 def payment_input(rng: random.Random, now: dt.datetime) -> Input:
+    payment = f"pay-{rng.randrange(16**6):06x}"
+    order = rng.randrange(10000, 99999)
     return {
-        "paymentId": f"pay-{rng.randrange(16**6):06x}",
-        "orderId": f"ord-{rng.randrange(10000, 99999)}",
+        "paymentId": payment,
+        "orderId": f"ord-{order}",
+        # The payer, as the order's customer would be (the demo does not link them).
+        "payerEmail": customer(1000 + order % 9000)["customerEmail"],
         "amount": round(rng.uniform(5, 600), 2),
         "currency": rng.choice(("EUR", "EUR", "USD", "GBP")),
         # About one payment in seven is by legacy wallet, and fails.
@@ -287,7 +304,7 @@ def invoice_input(rng: random.Random, now: dt.datetime) -> Input:
     slow = rng.random() < 0.05
     return {
         "invoiceId": f"INV-{now:%Y}-{rng.randrange(100000, 999999)}",
-        "customerId": f"cus-{rng.randrange(1000, 9999)}",
+        **customer(rng.randrange(1000, 9999)),
         "pages": 400 if slow else pages,
         "renderSeconds": 45 if slow else rng.randint(2, 5),
     }

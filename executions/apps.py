@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_save
 
 # The filesystem broker's folders (sfnui/settings.py names them under var/).
 BROKER_FOLDERS = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
@@ -18,6 +19,13 @@ class ExecutionsConfig(AppConfig):
         # Connects the receivers that enqueue what domain code asks for
         # (signals.py), in every process: web, worker and manage.py.
         from . import tasks  # noqa: F401
+        from .models import StateMachine
+        from .reads import places
+
+        # A new state machine may bring a new account or region to the filters.
+        post_save.connect(
+            places.on_state_machine_saved, sender=StateMachine, dispatch_uid="places.forget"
+        )
 
 
 def make_folders() -> None:

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 
 OPEN_STATUSES = ("RUNNING", "PENDING_REDRIVE")
+# The ends the failures page groups: an execution that did not succeed.
+FAILURE_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 # How `Execution.sync_error` starts while AWS lists an execution that
 # DescribeExecution does not know yet (AWS is eventually consistent): news
 # on its way, retried shortly, not an error.
@@ -83,6 +85,10 @@ class Execution(models.Model):
     map_run_arn = models.CharField(max_length=2048, blank=True)
     state_machine_version_arn = models.CharField(max_length=2048, blank=True)
     state_machine_alias_arn = models.CharField(max_length=2048, blank=True)
+    # The state it failed in (from the history: the state entered last before
+    # the execution failed, timed out or was aborted); "" when unknown or not a
+    # failure. State names are at most 80 characters.
+    failed_state = models.CharField(max_length=80, blank=True)
 
     # Sync bookkeeping.
     # Every event with an id up to this one is stored. It only moves once a
@@ -156,6 +162,24 @@ class Execution(models.Model):
                 fields=["state_machine", "start_date"],
                 name="exec_running_idx",
                 condition=Q(status__in=OPEN_STATUSES),
+            ),
+            # The failures page: failed, timed-out and aborted executions that
+            # ended in a window, grouped by (state machine, failed state, error)
+            # with first/last seen and per-hour counts. The error (at most 256
+            # characters in AWS) and the start are carried so PostgreSQL reads
+            # only the index.
+            models.Index(
+                fields=["stop_date", "state_machine", "failed_state", "status"],
+                name="exec_failure_stop_idx",
+                include=["error", "start_date"],
+                condition=Q(status__in=FAILURE_STATUSES),
+            ),
+            # One group of failures: when it last failed before a window (is it
+            # new?), and the executions list filtered to the group.
+            models.Index(
+                fields=["state_machine", "failed_state", "error", "stop_date"],
+                name="exec_failure_group_idx",
+                condition=Q(status__in=FAILURE_STATUSES),
             ),
         ]
         permissions = [
@@ -673,3 +697,48 @@ class ActionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.outcome} {self.target_arn} by {self.username}"
+
+
+class ExecutionCount(models.Model):
+    """Executions per state machine and status, kept by database triggers
+    (executions/database/counts.py) so that the state machine pages read a
+    few hundred rows however many executions the cache holds.
+
+    Three kinds: "total" (every execution; `hour` is COUNT_TOTAL_HOUR),
+    "started" (by the hour it started) and "closed" (ended executions by the
+    hour they ended). Hourly rows older than COUNT_HOURS_KEPT are dropped.
+    The triggers append changes to ExecutionCountDelta; `counts.compact()`
+    (every minute, from beat) folds them in here. A reader adds both."""
+
+    state_machine_id = models.BigIntegerField()
+    kind = models.CharField(max_length=8)
+    status = models.CharField(max_length=16)
+    hour = models.DateTimeField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The compaction's upsert key; also serves the pages' reads (the
+            # totals, and the last day's hours of one or all state machines).
+            models.UniqueConstraint(
+                fields=["kind", "state_machine_id", "hour", "status"], name="execcount_key_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.state_machine_id} {self.status} {self.hour}: {self.n}"
+
+
+class ExecutionCountDelta(models.Model):
+    """A change to ExecutionCount not yet folded in: appended by the triggers
+    in the transaction that inserts, updates or deletes executions (append
+    only, so that concurrent syncs never wait on the same counter row)."""
+
+    state_machine_id = models.BigIntegerField()
+    kind = models.CharField(max_length=8)
+    status = models.CharField(max_length=16)
+    hour = models.DateTimeField()
+    n = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.state_machine_id} {self.status} {self.hour}: {self.n:+d}"

@@ -25,6 +25,9 @@ from django.dispatch import Signal
 # The sync stored a closed status for an execution. Argument: execution_pk.
 # Receiver: actions/watch.closed (never raises).
 execution_closed = Signal()
+# The same for several at once (a sync run's): one question for all of them.
+# Argument: execution_pks (list). Receiver: actions/watch.closed_many.
+executions_closed = Signal()
 
 # An execution should be synced now (after a stop). Argument: arn.
 resync_wanted = Signal()

@@ -14,6 +14,7 @@ from .views import (
     bulk_stop,
     compare,
     detail,
+    failures,
     graph,
     health,
     history,
@@ -34,18 +35,27 @@ register_converter(MapRunArnConverter, "map_run_arn")
 
 urlpatterns = [
     path("executions/", lists.execution_list, name="execution_list"),
+    # Before the execution's page, whose ARN segment would take "compare".
+    path("executions/compare/", compare.compare_runs, name="compare"),
+    # The earlier address of the comparison, kept for links already pasted.
+    path("compare/", compare.old_compare_url, name="compare_old"),
     path("executions/<arn:arn>/", detail.execution_detail, name="execution_detail"),
     path("executions/<arn:arn>/history/", history.history_page, name="execution_history"),
     path("executions/<arn:arn>/history.txt", history.history_text, name="execution_history_text"),
     path("executions/<arn:arn>/history.json", history.history_json, name="execution_history_json"),
     path("executions/<arn:arn>/stop/", stop.stop_execution, name="execution_stop"),
     path("executions/<arn:arn>/graph/", graph.execution_graph, name="execution_graph"),
-    path("compare/", compare.compare_runs, name="compare"),
     path("executions/<arn:arn>/redrive/", redrive.redrive_execution, name="execution_redrive"),
     path("executions/<arn:arn>/watch/", watch.watch_execution, name="execution_watch"),
     path("map-runs/<map_run_arn:arn>/", map_runs.map_run_detail, name="map_run_detail"),
+    path(
+        "executions/<arn:arn>/map-runs/<str:label>/",
+        map_runs.map_run_of_execution,
+        name="execution_map_run",
+    ),
     path("map-runs/<map_run_arn:arn>/update/", map_runs.map_run_update, name="map_run_update"),
     path("runaways/", runaways.runaway_finder, name="runaways"),
+    path("failures/", failures.failure_groups, name="failures"),
     path("bulk-stop/", bulk_stop.bulk_stop, name="bulk_stop"),
     path("bulk-stop/<uuid:batch_id>/", bulk_stop.bulk_stop_progress, name="bulk_stop_progress"),
     path("bulk-redrive/", bulk_stop.bulk_redrive, name="bulk_redrive"),

@@ -110,6 +110,8 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "executions",
+    "alerts",
+    "preferences",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +164,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "executions.web.context_processors.sync_status",
                 "executions.web.context_processors.permissions",
+                "preferences.context_processors.theme",
             ],
         },
     },
@@ -192,6 +195,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", SFNUI_DB_CONNECT_TIMEOUT
     )
+    # No JIT: a page's statements run in milliseconds, and a branch the
+    # planner prices high but never runs (a search's fallback to the index,
+    # gated on the walk coming up short) made PostgreSQL compile the whole
+    # statement first: 25 ms of JIT for a 1 ms query. `?options=` in
+    # DATABASE_URL wins.
+    DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
 # Seconds a statement of a web request may run on PostgreSQL before it is
 # cancelled and the page answers 503; 0: no limit. The web process only
 # (executions/database/unavailable.py): the sync and migrations are not bounded.
@@ -453,6 +462,8 @@ for _name in ("SFNUI_PREVIEW_LIMIT", "SFNUI_LOOKUP_LIMIT"):
 SFNUI_BASE_URL = env_str("SFNUI_BASE_URL").rstrip("/")
 # "Watch" posts a Slack-compatible message here when a watched execution ends.
 SFNUI_WATCH_WEBHOOK_URL = env_str("SFNUI_WATCH_WEBHOOK_URL")
+# Alert rules (/alerts/) post here; unset: to Watch's webhook.
+SFNUI_ALERTS_WEBHOOK_URL = env_str("SFNUI_ALERTS_WEBHOOK_URL") or SFNUI_WATCH_WEBHOOK_URL
 
 # --- Security (see README.md, "Security") ------------------------------------
 
@@ -599,7 +610,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sync-tick": {"task": "executions.tasks.sync_tick", "schedule": SFNUI_SYNC_TICK},
+    # The alert rules, checked against the cache on the same tick (alerts/).
+    "alerts-check": {"task": "alerts.tasks.check_alerts", "schedule": SFNUI_SYNC_TICK},
     "prune-sync-runs": {"task": "executions.tasks.prune_sync_runs", "schedule": 3600.0},
+    # The changes to the counts per state machine, folded in (database/counts.py).
+    "compact-counts": {"task": "executions.tasks.compact_counts", "schedule": 60.0},
     # Watches whose message could not be queued when the sync saw the end
     # (broker down): the safety net.
     "notify-finished-watches": {

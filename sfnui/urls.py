@@ -9,6 +9,8 @@ from django.views.generic import RedirectView
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", RedirectView.as_view(url="/executions/", permanent=False)),
     path("", include("executions.urls")),
+    path("", include("alerts.urls")),
+    path("", include("preferences.urls")),
     path("admin/", admin.site.urls),
     # Sign-in and out, and a local account's password change; no password
     # reset by email (this dashboard sends none): an administrator resets it.

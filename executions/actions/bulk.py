@@ -184,7 +184,7 @@ class Selection:
         if self.in_state is not None:
             parts.append(f"in the state {self.in_state}" if self.in_state else "in no state yet")
         if f.q:
-            parts.append(f"whose name contains “{f.q}”")
+            parts.append(f"found by the search “{f.q}” (name, input, output, error, cause)")
         if f.started_after:
             parts.append(f"started at or after {_utc(f.started_after)}")
         if f.started_before:

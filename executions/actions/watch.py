@@ -2,8 +2,9 @@
 
 Someone presses Watch on a running execution (a `Watch` row). When the sync
 stores a closed status for it (sync/rows.py, through
-signals.execution_closed), `closed()` hands `notify()` to a worker once the
-transaction commits; the sync itself never waits on the webhook. `notify()`
+signals.execution_closed; a batch of the sync once for all its closed ones,
+through signals.executions_closed), `closed()` hands `notify()` to a worker
+once the transaction commits; the sync itself never waits on the webhook. `notify()`
 claims the execution's open watches by compare-and-set (`notification IS
 NULL` -> this notification), so however often the sync sees the finish,
 and however many workers run, each watch is in exactly one post: one
@@ -17,6 +18,7 @@ retried with backoff (BACKOFF); a refusal that retrying cannot fix (most
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -90,6 +92,29 @@ def closed(execution_pk: int) -> None:
         log.warning("could not look for watches of execution %s", execution_pk, exc_info=True)
         return
     transaction.on_commit(lambda: _enqueue_notify(execution_pk))
+
+
+@receiver(signals.executions_closed, dispatch_uid="executions.actions.watch.closed_many")
+def _closed_many(execution_pks: list[int], **_: Any) -> None:
+    closed_many(execution_pks)
+
+
+def closed_many(execution_pks: list[int]) -> None:
+    """closed() for several executions, with one question for all of them."""
+    try:
+        watched = set(
+            Watch.objects.filter(execution_id__in=execution_pks, notification__isnull=True)
+            .values_list("execution_id", flat=True)
+            .distinct()
+            .order_by()
+        )
+    except Exception:
+        log.warning(
+            "could not look for watches of %d executions", len(execution_pks), exc_info=True
+        )
+        return
+    for pk in sorted(watched):
+        transaction.on_commit(functools.partial(_enqueue_notify, pk))
 
 
 def _enqueue_notify(execution_pk: int) -> None:

@@ -41,9 +41,10 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, Concat
+from django.db.models.functions import Coalesce, Concat, Substr
 
 from executions.models import Execution, ExecutionStatus, StateMachine
+from executions.reads import search
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -107,6 +108,13 @@ class Filters:
     # AWS's redriveFilter: True for REDRIVEN (redriven at least once), False
     # for NOT_REDRIVEN, None for either.
     redriven: bool | None = None
+    # Exact matches, for the failures page's groups; None is no filter, ""
+    # matches executions without one (no error; failing state unknown).
+    error: str | None = None
+    failed_state: str | None = None
+    # When it ended (the failures page's window).
+    stopped_after: dt.datetime | None = None
+    stopped_before: dt.datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -121,6 +129,10 @@ class Filters:
             or self.q
             or self.started_after
             or self.started_before
+            or self.error is not None
+            or self.failed_state is not None
+            or self.stopped_after
+            or self.stopped_before
         )
 
 
@@ -231,9 +243,20 @@ def matching(
     if filters.started_before is not None:
         qs = qs.filter(start_date__lt=filters.started_before)
     if filters.q:
-        qs = qs.filter(name__icontains=filters.q)
+        qs = qs.filter(search.condition(search.parse(filters.q), connections[qs.db].vendor))
     if filters.redriven is not None:
         qs = qs.filter(redrive_count__gt=0) if filters.redriven else qs.filter(redrive_count=0)
+    if filters.error:
+        qs = qs.filter(error=filters.error)
+    elif filters.error is not None:
+        # NULL (AWS gave none) and "" are both "no error".
+        qs = qs.filter(Q(error="") | Q(error__isnull=True))
+    if filters.failed_state is not None:
+        qs = qs.filter(failed_state=filters.failed_state)
+    if filters.stopped_after is not None:
+        qs = qs.filter(stop_date__gte=filters.stopped_after)
+    if filters.stopped_before is not None:
+        qs = qs.filter(stop_date__lt=filters.stopped_before)
     if with_status and len(filters.statuses) == 1:
         qs = qs.filter(status=filters.statuses[0])
     return qs
@@ -331,19 +354,22 @@ def trigram_helps(q: str, vendor: str) -> bool:
 
 
 def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PAGE) -> Page:
-    """One page of the list, newest first, in one query. A name search takes
-    one more (where its walk ends), and a third when it is rare near the
-    cursor: the trigram index, or else a partial page (see Page.walked)."""
+    """One page of the list, newest first, in one query. A search takes one
+    more first (where its walk ends); when it is rare near the cursor, the
+    page comes from the index in the same statement (_near_or_all), or, with
+    no index to ask, is a partial page (see Page.walked)."""
     size = per_page + 1
     qs = matching(filters, in_start_order=True)
     if len(filters.statuses) > 1:
         qs = qs.filter(status__in=filters.statuses)
     vendor = connections[qs.db].vendor
-    trigram = bool(filters.q) and trigram_helps(filters.q, vendor)
+    found = search.parse(filters.q) if filters.q else None
+    # An index finds every match: no need to stop a walk short.
+    indexed = found is not None and search.indexed(found, vendor)
     plain = matching(replace(filters, q=""), in_start_order=True)
     newest_first = cursor is None or cursor.forward
 
-    wanted = qs.select_related("state_machine").only(*ROW_FIELDS)
+    wanted = _row_fields(qs, found)
     # Where a search's walk stopped without a page of matches, and no index
     # can find the rest: the page is partial, and continues from there.
     stopped_at: tuple[dt.datetime, int] | None = None
@@ -353,7 +379,7 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
         # few rows it picks are sorted, not found again by walking an index.
         def member(status: str) -> Any:
             one = qs.filter(status=status)
-            if trigram:
+            if indexed:
                 one = _bounded(one, plain.filter(status=status), cursor)
             return _window(one, cursor, size)
 
@@ -362,26 +388,21 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
         # A bounded walk that came up short, unless it saw every execution
         # past the cursor: every match past the cursor, sorted.
         saw_all = bool(rows) and getattr(rows[0], "walk_end", 0) is None
-        if trigram and len(rows) < size and not saw_all:
-            rows = list(_window(wanted, cursor, size, walk=False))
-    elif filters.q:
+        if indexed and len(rows) < size and not saw_all:
+            rows = _sorted_page(qs, wanted, cursor, size)
+    elif found is not None:
         end = _walk_end(plain, cursor)
-        # The walk tests each name as an expression the trigram index does
-        # not serve: given the index, the planner ANDs its bitmap of every
-        # match (182,551 rows for "order": 20 ms) with the walk's range.
-        walking = (
-            plain.select_related("state_machine")
-            .only(*ROW_FIELDS)
-            .alias(name_unindexed=_UNINDEXED_NAME)
-            .filter(name_unindexed__icontains=filters.q)
-        )
-        if end is not None:
-            walking = _up_to(walking, end, newest_first)
-        rows = list(_window(walking, cursor, size))
-        if len(rows) < size and end is not None:
-            if trigram:
-                rows = list(_window(wanted, cursor, size, walk=False))
-            else:
+        near = _near(found, plain, cursor, size, end, vendor)
+        if end is not None and indexed:
+            # The walk may come up short of a page: then every match past the
+            # cursor, from the index, in the same statement (_near_or_all).
+            ids = _near_or_all(near, _window(qs, cursor, size, walk=False), size)
+            rows = list(
+                _window(_row_fields(plain, found).filter(id__in=ids), cursor, size, walk=False)
+            )
+        else:
+            rows = list(near)
+            if len(rows) < size and end is not None:
                 stopped_at = end
     else:
         rows = list(_window(wanted, cursor, size))
@@ -420,6 +441,86 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
     return Page(rows=rows, newer=newer, older=older, walked=walked)
 
 
+def _sorted_page(
+    qs: QuerySet[Execution], wanted: QuerySet[Execution], cursor: Cursor | None, size: int
+) -> list[Execution]:
+    """The page among every match of `qs`, sorted (an index found them, none
+    walks them in order), in one query: the ids first, then the rows for
+    those alone. Sorting the rows themselves carried each match's fields,
+    its state machine and its heads for the snippet into the sort: 2,649
+    rows, their inputs read from TOAST, for one day's search at 1M."""
+    ids = _window(qs, cursor, size, walk=False).values("id")
+    return list(_window(wanted.filter(id__in=ids), cursor, size, walk=False))
+
+
+def _near_or_all(near: QuerySet[Execution], every: QuerySet[Execution], size: int) -> RawSQL:
+    """The ids of `near` (a search's page among the newest SEARCH_WALK
+    executions past the cursor), and, only when it holds fewer than `size`,
+    those of `every` (the page among every match, from the index): one
+    statement where it used to be two. The second part's condition does not
+    depend on its rows, so PostgreSQL runs it as a one-time filter and never
+    starts the index scan behind it when the walk found a page. Every match
+    past the cursor includes the walk's: sorted together, the first `size`
+    are the page."""
+    near_sql, near_params = near.values("id").query.sql_with_params()
+    every_sql, every_params = every.values("id").query.sql_with_params()
+    sql = (
+        f'WITH near AS ({near_sql}) SELECT "id" FROM near UNION ALL '  # noqa: S608 (ORM-made SQL)
+        f'SELECT "id" FROM ({every_sql}) AS every WHERE (SELECT COUNT(*) FROM near) < %s'
+    )
+    return RawSQL(sql, (*near_params, *every_params, size))  # noqa: S611
+
+
+def _row_fields(qs: QuerySet[Execution], found: search.Search | None) -> QuerySet[Execution]:
+    """What a list row needs; for a search inside the data, also the indexed
+    part of each field, for the snippet (search.snippet)."""
+    qs = qs.select_related("state_machine").only(*ROW_FIELDS)
+    if found is not None and found.data:
+        qs = qs.annotate(
+            **{f"head_{f}": Substr(f, 1, search.HEAD) for f in search.FIELDS if f != "error"}
+        )
+    return qs
+
+
+def _near(
+    found: search.Search,
+    plain: QuerySet[Execution],
+    cursor: Cursor | None,
+    size: int,
+    end: tuple[dt.datetime, int] | None,
+    vendor: str,
+) -> QuerySet[Execution]:
+    """A search's page among the SEARCH_WALK executions past the cursor (up
+    to `end`), in one query.
+
+    The name's part walks exec_start_idx and tests each name as an
+    expression the trigram index does not serve: given the index, the
+    planner ANDs its bitmap of every match (182,551 rows for "order": 20 ms)
+    with the walk's range. The data's part asks its index within the range
+    (its rows sorted, not walked: testing each walked row would read its
+    whole tsvector). A search with neither walks and tests each row."""
+    newest_first = cursor is None or cursor.forward
+
+    def near(qs: QuerySet[Execution]) -> QuerySet[Execution]:
+        return qs if end is None else _up_to(qs, end, newest_first)
+
+    data = search.data_condition(found, vendor)
+    if found.either:
+        name = plain.alias(name_unindexed=_UNINDEXED_NAME).filter(
+            name_unindexed__icontains=found.either
+        )
+        if data is None:
+            return _window(near(_row_fields(name, found)), cursor, size)
+        members = [
+            _window(near(name), cursor, size),
+            _window(near(plain.filter(data)), cursor, size, walk=False),
+        ]
+        wanted = _row_fields(plain, found).filter(id__in=_union_of_ids(members))
+        return _window(wanted, cursor, size, walk=False)
+    wanted = near(_row_fields(plain.filter(search.condition(found, vendor)), found))
+    return _window(wanted, cursor, size, walk=data is None)
+
+
 def status_counts(filters: Filters, first_page: Page | None = None) -> Counts:
     """Executions per status for the filters but the status one, capped; one
     query at most. `first_page`: the list's page without a cursor, when the
@@ -456,7 +557,10 @@ def _search_counts(filters: Filters, first_page: Page | None) -> Counts:
     if first_page is not None and not filters.statuses and first_page.older is None:
         found = Counter(row.status for row in first_page.rows)
         return Counts([StatusCount(status, found[status], True) for status in STATUSES])
-    hit = Case(When(name__icontains=filters.q, then=Value(1)), default=Value(0))
+    vendor = connections[Execution.objects.db].vendor
+    hit = Case(
+        When(search.condition(search.parse(filters.q), vendor), then=Value(1)), default=Value(0)
+    )
     newest = (
         matching(replace(filters, q=""), with_status=False, in_start_order=True)
         .annotate(hit=hit)

@@ -1,4 +1,4 @@
-"""/compare/?a=<arn>&b=<arn>: two runs of one state machine side by side:
+"""/executions/compare/?a=<arn>&b=<arn>: two runs of one state machine side by side:
 where their paths part first, each path on its graph, the time spent in
 each state, and their inputs and outputs diffed by JSON path.
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
@@ -62,6 +63,13 @@ def _execution(arn: str, which: str) -> Execution:
             f"{which}: {arn} has not been synced; open it first, or wait for the sync.",
         )
     return ex
+
+
+@require_safe
+def old_compare_url(request: HttpRequest) -> HttpResponse:
+    """/compare/ was the page's first address: links pasted then still open it."""
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponsePermanentRedirect(reverse("compare") + (f"?{query}" if query else ""))
 
 
 @require_safe

@@ -17,7 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from executions.links import keep_tz
-from executions.reads import places, queries, versions
+from executions.reads import places, queries, search, versions
 from executions.times import iso_z
 from executions.web.forms import (
     MAX_QUERY,
@@ -75,6 +75,7 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
                 "problems": form.problems(),
                 "clear_url": _url(request, {}),
                 "hidden_statuses": _valid_statuses(request),
+                "search_head": search.HEAD,
                 "place_choices": places.choices(
                     places.known(),
                     _valid(AccountsField(), request.GET.getlist("account")),
@@ -88,6 +89,11 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
     first_page = page if form.cleaned_data["cursor"] is None else None
     counts = queries.status_counts(filters, first_page)
     choices = places.choices(places.known(), list(filters.accounts), list(filters.regions))
+    found = search.parse(filters.q) if filters.q else None
+    if found is not None and found.data:
+        for ex in page.rows:
+            heads = {f: getattr(ex, f"head_{f}", None) for f in search.FIELDS}
+            ex.snippet = search.snippet(found, {**heads, "error": ex.error})  # type: ignore[attr-defined]
     # One link per state machine, not per row (a page holds a few); the
     # same for accounts and regions.
     only: dict[str, str] = {}
@@ -113,8 +119,15 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
         "form": form,
         "filters": filters,
         "hidden_statuses": filters.statuses,
+        # The failures page's exact filters, which the form has no field for.
+        "hidden_params": [
+            (name, request.GET[name])
+            for name in ("failed_error", "failed_state", "stopped_after", "stopped_before")
+            if name in request.GET
+        ],
         "page": page,
         "trigram_db": connection.vendor == "postgresql",
+        "search_head": search.HEAD,
         "chips": _chips(request, filters, counts),
         "all_chip": _all_chip(request, filters, counts),
         "active": _active_filters(request, filters),
@@ -241,7 +254,7 @@ def _bound_note(filters: queries.Filters, label: str, count: queries.StatusCount
     if filters.q:
         return (
             f"at least {count.count:,}: only the newest {queries.SEARCH_WINDOW:,} "
-            "executions that match the name search are counted"
+            "executions that match the search are counted"
         )
     return f"at least {queries.CAP:,}: counting stops there"
 
@@ -294,7 +307,7 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
             )
         )
     if filters.q:
-        out.append(ActiveFilter("Name contains", filters.q, _with(request, q=None)))
+        out.append(ActiveFilter("Search", filters.q, _with(request, q=None)))
     if filters.started_after:
         out.append(
             ActiveFilter(
@@ -319,6 +332,24 @@ def _active_filters(request: HttpRequest, filters: queries.Filters) -> list[Acti
                 _with(request, redriven=None),
             )
         )
+    if filters.error is not None:
+        out.append(
+            ActiveFilter("Error", filters.error or "(none)", _with(request, failed_error=None))
+        )
+    if filters.failed_state is not None:
+        out.append(
+            ActiveFilter(
+                "Failed in state",
+                filters.failed_state or "(unknown)",
+                _with(request, failed_state=None),
+            )
+        )
+    for label, value, name in (
+        ("Stopped at or after", filters.stopped_after, "stopped_after"),
+        ("Stopped before", filters.stopped_before, "stopped_before"),
+    ):
+        if value:
+            out.append(ActiveFilter(label, _local(value), _with(request, **{name: None})))
     return out
 
 

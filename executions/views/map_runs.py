@@ -27,7 +27,7 @@ from executions.web import ratelimit
 from executions.web.common import execution_or_404
 from executions.web.errors import PageError
 
-from ..arns import console_url, is_map_run_arn
+from ..arns import NotAnArn, console_url, is_map_run_arn, parse_execution_arn
 from ..models import ActionRequest, Execution, ExecutionStatus, MapRun
 
 PAGE_SIZE = 100
@@ -159,6 +159,37 @@ def tolerance(run: MapRun) -> dict[str, Any]:
         "share": (failures * 100.0 / total) if total else 0.0,
         "none_tolerated": not limits,
     }
+
+
+@require_safe
+def map_run_of_execution(request: HttpRequest, arn: str, label: str) -> HttpResponse:
+    """/executions/<arn>/map-runs/<label:id>/ (SPEC.md's address): the Map Run
+    `label:id` of that execution, at its own page /map-runs/<map run ARN>/."""
+    try:
+        parent = parse_execution_arn(arn)
+    except NotAnArn as exc:
+        raise PageError(404, "Not an execution ARN", str(exc)) from None
+    run_arn = (
+        f"arn:{parent.partition}:states:{parent.region}:{parent.account}"
+        f":mapRun:{parent.state_machine_name}/{label}"
+    )
+    if parent.map_run_label is not None or not is_map_run_arn(run_arn):
+        raise PageError(
+            404,
+            "Not a Map Run of this execution",
+            f"{label[:300]!r} is not a Map Run's label and id (LABEL:id, as at the end of "
+            "a Map Run ARN) of a top-level execution.",
+        )
+    owner = MapRun.objects.filter(arn=run_arn).values_list("execution__arn", flat=True).first()
+    if owner is not None and owner != arn:
+        raise PageError(
+            404,
+            "Not a Map Run of this execution",
+            f"The Map Run {run_arn} belongs to {owner}, not to {arn}.",
+        )
+    url = reverse("map_run_detail", args=[run_arn])
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponseRedirect(url + (f"?{query}" if query else ""))
 
 
 @require_safe

@@ -14,7 +14,7 @@ from django.utils import timezone
 from executions import aws
 from executions.arns import NotAnArn, parse_state_machine_arn
 from executions.models import ExecutionStatus
-from executions.reads import places
+from executions.reads import places, search
 from executions.reads.queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, Cursor, Filters
 from executions.reads.versions import parse_alias_arn, parse_version_arn
 
@@ -189,6 +189,12 @@ class ExecutionFilterForm(forms.Form):
         choices=[("", "either"), ("REDRIVEN", "redriven"), ("NOT_REDRIVEN", "not redriven")],
         error_messages={"invalid_choice": "must be REDRIVEN or NOT_REDRIVEN"},
     )
+    # Exact, as the failures page links to its groups; present but empty
+    # means "none" (no error, failing state unknown).
+    failed_error = forms.CharField(required=False, max_length=256, strip=False)
+    failed_state = forms.CharField(required=False, max_length=80, strip=False)
+    stopped_after = IsoDateTimeField(required=False)
+    stopped_before = IsoDateTimeField(required=False)
     cursor = forms.CharField(required=False, max_length=200)
     per_page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_PAGE)
 
@@ -198,9 +204,15 @@ class ExecutionFilterForm(forms.Form):
             "too long for a state machine ARN"
         )
         self.fields["q"].error_messages["max_length"] = (
-            f"longer than {MAX_QUERY} characters: not a name, an ARN or a console URL"
+            f"longer than {MAX_QUERY} characters: not a name, a search, an ARN or a console URL"
         )
         self.fields["cursor"].error_messages["max_length"] = "not a page cursor of this list"
+        self.fields["failed_error"].error_messages["max_length"] = (
+            "longer than 256 characters: AWS allows no longer error"
+        )
+        self.fields["failed_state"].error_messages["max_length"] = (
+            "longer than 80 characters: AWS allows no longer state name"
+        )
         self.fields["per_page"].error_messages.update(
             {
                 "invalid": "not a whole number",
@@ -248,6 +260,15 @@ class ExecutionFilterForm(forms.Form):
                 ) from None
         return arn
 
+    def clean_q(self) -> str:
+        q: str = self.cleaned_data["q"]
+        if q:
+            try:
+                search.parse(q)
+            except search.SearchSyntaxError as e:
+                raise ValidationError(str(e), code="invalid") from None
+        return q
+
     def clean_cursor(self) -> Cursor | None:
         token: str = self.cleaned_data["cursor"].strip()
         if not token:
@@ -266,6 +287,9 @@ class ExecutionFilterForm(forms.Form):
         after, before = data.get("started_after"), data.get("started_before")
         if after is not None and before is not None and after >= before:
             self.add_error("started_before", "must be later than started_after")
+        after, before = data.get("stopped_after"), data.get("stopped_before")
+        if after is not None and before is not None and after >= before:
+            self.add_error("stopped_before", "must be later than stopped_after")
         return data
 
     def problems(self) -> list[tuple[str, str]]:
@@ -294,6 +318,10 @@ class ExecutionFilterForm(forms.Form):
             started_after=data["started_after"],
             started_before=data["started_before"],
             redriven={"REDRIVEN": True, "NOT_REDRIVEN": False}.get(data.get("redriven") or ""),
+            error=data["failed_error"] if "failed_error" in self.data else None,
+            failed_state=data["failed_state"] if "failed_state" in self.data else None,
+            stopped_after=data["stopped_after"],
+            stopped_before=data["stopped_before"],
         )
 
     @property

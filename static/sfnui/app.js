@@ -52,4 +52,17 @@
   }
   setInterval(tick, 1000);
   document.addEventListener("htmx:afterSettle", tick);
+
+  // The theme switch (base.html) posts with htmx; the answer's "sfnui:theme"
+  // event repaints the page in place. Without JS the form posts and reloads.
+  document.addEventListener("sfnui:theme", function (event) {
+    var theme = event.detail && event.detail.value;
+    if (!theme) return;
+    document.documentElement.setAttribute("data-theme", theme);
+    var meta = document.querySelector("meta[name=color-scheme]");
+    if (meta) meta.setAttribute("content", theme === "system" ? "light dark" : theme);
+    document.querySelectorAll(".theme-switch button[name=theme]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.value === theme));
+    });
+  });
 })();

@@ -1,4 +1,4 @@
-"""/compare/?a=&b=: two runs of one state machine side by side, and the
+"""/executions/compare/?a=&b=: two runs of one state machine side by side, and the
 reads behind it (reads/compare.py: the payload diff, where paths part)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ HOSTILE = '<script>alert("x")</script>'
 
 def url(a: str | None = None, b: str | None = None, **extra: str) -> str:
     params = {k: v for k, v in (("a", a), ("b", b)) if v is not None} | extra
-    return "/compare/?" + urlencode(params)
+    return "/executions/compare/?" + urlencode(params)
 
 
 # --- The payload diff ------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_it_needs_a_sign_in(client: Any) -> None:
     ],
 )
 def test_bad_queries_are_a_400_that_says_why(viewer_client: Any, query: str, says: bytes) -> None:
-    response = viewer_client.get("/compare/?" + query)
+    response = viewer_client.get("/executions/compare/?" + query)
     assert response.status_code == 400
     assert says in response.content
 
@@ -216,7 +216,8 @@ def test_a_alone_offers_recent_runs_of_the_same_state_machine(viewer_client: Any
     assert "b-1" in html
     assert "elsewhere" not in html
     link = (
-        f"/compare/?a={quote(a.arn, safe='')}&amp;b={quote(b.arn, safe='')}&amp;tz=Europe%2FBerlin"
+        f"/executions/compare/?a={quote(a.arn, safe='')}&amp;b={quote(b.arn, safe='')}"
+        "&amp;tz=Europe%2FBerlin"
     )
     assert link in html
 
@@ -231,7 +232,7 @@ def test_the_pick_list_filters_by_status(viewer_client: Any) -> None:
     assert "c-running" not in html
     html = viewer_client.get(url(a.arn)).content.decode()
     assert "c-running" in html
-    assert f"/compare/?a={quote(a.arn, safe='')}&amp;status=RUNNING" in html
+    assert f"/executions/compare/?a={quote(a.arn, safe='')}&amp;status=RUNNING" in html
     response = viewer_client.get(url(a.arn, status="BROKEN"))
     assert response.status_code == 400
     assert b"status=" in response.content
@@ -317,3 +318,10 @@ def test_two_real_runs_part_at_the_choice(
         Execution.objects.get(arn=empty), Execution.objects.get(arn=ok), dt.datetime.now(dt.UTC)
     )
     assert {t.name for t in result.times if t.a is None} >= {"EachItem", "Reserve", "Done"}
+
+
+def test_the_first_address_still_opens_the_comparison(viewer_client: Any) -> None:
+    response = viewer_client.get("/compare/?a=x&b=y&tz=UTC")
+    assert response.status_code == 301
+    assert response["Location"] == "/executions/compare/?a=x&b=y&tz=UTC"
+    assert viewer_client.post("/compare/").status_code == 405

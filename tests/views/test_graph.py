@@ -146,7 +146,7 @@ def test_the_zone_is_kept_in_the_links(viewer_client: Any) -> None:
     ex = _row()
     html = viewer_client.get(url(ex, "tz=Europe/Berlin")).content.decode()
     assert f"/executions/{ex.arn}/history/?event=2&amp;tz=Europe%2FBerlin#event-2" in html
-    assert f"/compare/?a={quote(ex.arn, safe='')}&amp;tz=Europe%2FBerlin" in html
+    assert f"/executions/compare/?a={quote(ex.arn, safe='')}&amp;tz=Europe%2FBerlin" in html
 
 
 def test_fit_to_the_width(viewer_client: Any) -> None:
@@ -214,7 +214,7 @@ def test_the_detail_page_loads_the_card_and_offers_a_comparison(viewer_client: A
     html = viewer_client.get(f"/executions/{ex.arn}/").content.decode()
     assert f'hx-get="/executions/{ex.arn}/graph/?part=card"' in html
     assert 'hx-trigger="load"' in html
-    assert f'href="/compare/?a={ex.arn}"' in html.replace("%3A", ":")
+    assert f'href="/executions/compare/?a={ex.arn}"' in html.replace("%3A", ":")
     assert "sfnui/graph.css" in html
 
 

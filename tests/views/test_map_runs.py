@@ -150,6 +150,33 @@ def test_a_map_run_the_cache_lacks_is_looked_up(
     assert MapRun.objects.get(arn=fake.arn).execution.arn == parent
 
 
+def test_the_specs_address_under_the_execution_opens_the_map_run(
+    fake_run: Any, viewer_client: Client
+) -> None:
+    label = fake_run.arn.split("/", 1)[1]
+    url = reverse("execution_map_run", args=[fake_run.execution_arn, label])
+    assert url == f"/executions/{fake_run.execution_arn}/map-runs/{label}/"
+    response = viewer_client.get(url + "?tz=Europe/Berlin")
+    assert response.status_code == 302
+    assert response["Location"] == page_url(fake_run.arn) + "?tz=Europe/Berlin"
+    assert viewer_client.get(response["Location"]).status_code == 200
+
+
+def test_the_specs_address_refuses_a_map_run_of_another_execution(
+    fake_run: Any, viewer_client: Client, make_state_machine: Callable[..., str]
+) -> None:
+    label = fake_run.arn.split("/", 1)[1]
+    other = fake_run.execution_arn.rsplit(":", 1)[0] + ":someone-else"
+    response = viewer_client.get(reverse("execution_map_run", args=[other, label]))
+    assert response.status_code == 404
+    assert fake_run.execution_arn in response.content.decode()
+    bad = viewer_client.get(reverse("execution_map_run", args=[fake_run.execution_arn, "nolabel"]))
+    assert bad.status_code == 404
+    assert "LABEL:id" in bad.content.decode()
+    not_arn = viewer_client.get("/executions/not-an-arn:x/map-runs/a:b/")
+    assert not_arn.status_code == 404
+
+
 def test_login_is_required(fake_run: Any, client: Client) -> None:
     response = client.get(page_url(fake_run.arn))
     assert response.status_code == 302

@@ -21,8 +21,8 @@ PASSWORD_FILE = "demo-password"  # noqa: S105 (a file name)
 
 class Command(BaseCommand):
     help = (
-        "Make sure a sign-in exists that may view, stop, redrive and start executions and "
-        "change Map Runs, and print its user "
+        "Make sure a sign-in exists that may view, stop, redrive and start executions, "
+        "change Map Runs and write alert rules, and print its user "
         "name and password. The name comes from SFNUI_DEMO_USER (default: demo), the password "
         "from SFNUI_DEMO_PASSWORD, or is generated once and kept in the var directory."
     )
@@ -50,6 +50,13 @@ class Command(BaseCommand):
         missing = sorted(set(codenames) - {p.codename for p in permissions})
         if missing:
             raise CommandError(f"no permission executions.{missing[0]}: run migrate first")
+        if apps.is_installed("alerts"):
+            # And writing alert rules (/alerts/).
+            permissions += list(
+                Permission.objects.filter(
+                    content_type__app_label="alerts", codename="change_alertrule"
+                )
+            )
         user.user_permissions.add(*permissions)
         if apps.is_installed("axes"):
             # The printed sign-in must work even after a few mistyped tries.

@@ -1,0 +1,337 @@
+"""/executions/?q=: the search inside inputs, outputs, errors and causes, with
+its syntax, next to the name search (tests/views/test_list.py) it extends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from executions.models import Execution
+from executions.reads import queries, search
+from tests.support.factories import execution_row, state_machine_row
+
+pytestmark = pytest.mark.django_db
+
+URL = "/executions/"
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def names(response: Any) -> list[str]:
+    return [ex.name for ex in response.context["page"].rows]
+
+
+def order(n: int, email: str = "jane@example.com", **extra: Any) -> str:
+    parts = [f'"orderId": "ord-{n}"', f'"customer": {{"email": "{email}"}}']
+    parts += [f'"{k}": "{v}"' for k, v in extra.items()]
+    return "{" + ", ".join(parts) + "}"
+
+
+@pytest.fixture
+def shop() -> dict[str, Execution]:
+    """Orders in two state machines of two accounts and regions."""
+    pay = state_machine_row("payments")
+    ship = state_machine_row("shipping", account="210987654321", region="eu-west-1")
+    return {
+        "paid": execution_row(pay, "pay-1", "SUCCEEDED", T0, input=order(62603)),
+        "declined": execution_row(
+            pay,
+            "pay-2",
+            "FAILED",
+            T0 + dt.timedelta(minutes=1),
+            input=order(62604, "bob@example.org"),
+            error="Payment.Declined",
+            cause="card declined by the issuer",
+        ),
+        "timeout": execution_row(
+            pay,
+            "pay-3",
+            "TIMED_OUT",
+            T0 + dt.timedelta(minutes=2),
+            input=order(62605, "bob@example.org"),
+            error="States.Timeout",
+            cause="the payment gateway did not answer",
+        ),
+        "shipped": execution_row(
+            ship,
+            "ship-1",
+            "SUCCEEDED",
+            T0 + dt.timedelta(minutes=3),
+            input='{"shipmentId": "shp-9"}',
+            output='{"delivered": "ord-62603"}',
+        ),
+    }
+
+
+def test_an_id_inside_an_input_finds_its_execution_in_any_state_machine(
+    viewer_client: Any, shop: dict[str, Execution]
+) -> None:
+    response = viewer_client.get(URL, {"q": "ord-62603"})
+    assert response.status_code == 200
+    # Its input, and the shipment whose output names the order.
+    assert names(response) == ["ship-1", "pay-1"]
+    body = response.content.decode()
+    assert "<mark>ord-62603</mark>" in body
+    assert '<span class="tag">input</span>' in body
+    assert '<span class="tag">output</span>' in body
+
+
+def test_an_email_finds_every_order_of_that_customer(
+    viewer_client: Any, shop: dict[str, Execution]
+) -> None:
+    assert names(viewer_client.get(URL, {"q": "bob@example.org"})) == ["pay-3", "pay-2"]
+    assert names(viewer_client.get(URL, {"q": "BOB@EXAMPLE.ORG", "status": "FAILED"})) == ["pay-2"]
+
+
+def test_the_other_filters_still_apply(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    assert names(viewer_client.get(URL, {"q": "ord-62603", "region": "eu-west-1"})) == ["ship-1"]
+    assert names(
+        viewer_client.get(URL, {"q": "ord-62603", "state_machine": shop["paid"].state_machine.arn})
+    ) == ["pay-1"]
+
+
+def test_a_scope_searches_one_field_only(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    assert names(viewer_client.get(URL, {"q": "input:ord-62603"})) == ["pay-1"]
+    assert names(viewer_client.get(URL, {"q": "output:ord-62603"})) == ["ship-1"]
+    assert names(viewer_client.get(URL, {"q": "cause:declined"})) == ["pay-2"]
+    assert names(viewer_client.get(URL, {"q": "error:ord-62603"})) == []
+
+
+def test_a_star_ends_a_prefix(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    response = viewer_client.get(URL, {"q": "error:Payment.*"})
+    assert names(response) == ["pay-2"]
+    assert "<mark>Payment</mark>" in response.content.decode()
+    everyone = ["ship-1", "pay-3", "pay-2", "pay-1"]
+    assert names(viewer_client.get(URL, {"q": "ord-6260*"})) == everyone
+
+
+def test_a_minus_leaves_executions_out(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    assert names(viewer_client.get(URL, {"q": "bob@example.org -error:Timeout"})) == ["pay-2"]
+    # With nothing else to find: every execution but those.
+    assert names(viewer_client.get(URL, {"q": "-error:Timeout"})) == ["ship-1", "pay-2", "pay-1"]
+    assert names(viewer_client.get(URL, {"q": "-name:pay"})) == ["ship-1"]
+
+
+def test_a_phrase_wants_its_words_in_order(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    assert names(viewer_client.get(URL, {"q": '"card declined"'})) == ["pay-2"]
+    assert names(viewer_client.get(URL, {"q": '"declined card"'})) == []
+    # Two words apart: both, anywhere.
+    assert names(viewer_client.get(URL, {"q": "declined card"})) == ["pay-2"]
+
+
+def test_several_terms_all_hold(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    assert names(viewer_client.get(URL, {"q": "name:pay gateway"})) == ["pay-3"]
+    assert names(viewer_client.get(URL, {"q": "name:ship gateway"})) == []
+
+
+def test_a_plain_name_search_works_as_before(
+    viewer_client: Any, shop: dict[str, Execution]
+) -> None:
+    response = viewer_client.get(URL, {"q": "PAY-"})
+    assert names(response) == ["pay-3", "pay-2", "pay-1"]
+    # Matched by the name, not the data: no snippet.
+    assert "<mark>" not in response.content.decode()
+
+
+def test_words_past_the_indexed_head_are_not_found_and_the_page_says_so(
+    viewer_client: Any,
+) -> None:
+    padding = "x" * search.HEAD
+    execution_row(state_machine_row(), "late", input='{"pad": "' + padding + '", "id": "ord-1"}')
+    execution_row(state_machine_row(), "early", input='{"id": "ord-2", "pad": "' + padding + '"}')
+    response = viewer_client.get(URL, {"q": "ord-1"})
+    assert names(response) == []
+    assert names(viewer_client.get(URL, {"q": "ord-2"})) == ["early"]
+    assert (
+        f"Only the first {search.HEAD:,} characters of each input, output and cause are searched"
+        in (response.content.decode())
+    )
+
+
+def test_the_index_follows_changes_and_deletions(viewer_client: Any) -> None:
+    ex = execution_row(state_machine_row(), "r", "RUNNING", T0, input='{"id": "ord-7"}')
+    assert names(viewer_client.get(URL, {"q": "ord-7"})) == ["r"]
+    Execution.objects.filter(pk=ex.pk).update(input='{"id": "ord-8"}', output='{"ok": "done"}')
+    assert names(viewer_client.get(URL, {"q": "ord-7"})) == []
+    assert names(viewer_client.get(URL, {"q": "ord-8 output:done"})) == ["r"]
+    # Another column changes: the words stay.
+    Execution.objects.filter(pk=ex.pk).update(status="SUCCEEDED", stop_date=T0)
+    assert names(viewer_client.get(URL, {"q": "ord-8"})) == ["r"]
+    Execution.objects.filter(pk=ex.pk).delete()
+    execution_row(state_machine_row(), "other", input='{"id": "ord-9"}')
+    assert names(viewer_client.get(URL, {"q": "ord-8"})) == []
+    assert names(viewer_client.get(URL, {"q": "ord-9"})) == ["other"]
+
+
+def test_pages_of_a_common_word_walk_every_match_once_in_order(
+    viewer_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short walk, so that the pages cross its end and the index takes over.
+    monkeypatch.setattr(queries, "SEARCH_WALK", 4)
+    sm = state_machine_row()
+    for i in range(12):
+        body = order(i) if i % 3 else '{"other": 1}'
+        execution_row(sm, f"r-{i:02}", "SUCCEEDED", T0 + dt.timedelta(minutes=i), input=body)
+    expected = [f"r-{i:02}" for i in reversed(range(12)) if i % 3]
+    seen: list[str] = []
+    # Scoped: served by the data's index on both databases (a plain word also
+    # searches the name, which SQLite walks: test_list.py has those pages).
+    response = viewer_client.get(URL, {"q": "input:jane@example.com", "per_page": 3})
+    seen += names(response)
+    while response.context["older_url"]:
+        response = viewer_client.get(html.unescape(str(response.context["older_url"])))
+        seen += names(response)
+        assert len(seen) <= len(expected)
+    assert seen == expected
+    # And back.
+    newer = html.unescape(str(response.context["newer_url"]))
+    assert names(viewer_client.get(newer)) == expected[3:6]
+
+
+def test_matches_behind_the_walk_cost_no_more_queries_than_matches_within_it(
+    viewer_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the walk of the newest executions comes up short, every match from
+    # the index comes in the same statement as the walk's page (one query,
+    # not a second one after it).
+    monkeypatch.setattr(queries, "SEARCH_WALK", 3)
+    sm = state_machine_row()
+    for i in range(12):
+        word = "farword" if i < 4 else "nearword"
+        body = f'{{"note": "{word}"}}'
+        execution_row(sm, f"r-{i:02}", "SUCCEEDED", T0 + dt.timedelta(minutes=i), input=body)
+    viewer_client.get(URL)  # what a first page fills in the shared cache (Redis)
+    counted = {}
+    for word, expected in (("nearword", ["r-11", "r-10"]), ("farword", ["r-03", "r-02"])):
+        with CaptureQueriesContext(connection) as queries_made:
+            response = viewer_client.get(URL, {"q": f"input:{word}", "per_page": 2})
+        assert names(response) == expected
+        counted[word] = len(queries_made.captured_queries)
+    assert counted["farword"] == counted["nearword"], counted
+
+
+def test_counts_per_status_count_the_matches(
+    viewer_client: Any, shop: dict[str, Execution]
+) -> None:
+    response = viewer_client.get(URL, {"q": "bob@example.org"})
+    counts = {c.status: c.count for c in response.context["chips"]}
+    assert counts["FAILED"] == "1"
+    assert counts["TIMED_OUT"] == "1"
+    assert counts["SUCCEEDED"] == "0"
+
+
+def test_a_search_counts_from_the_newest_window_when_it_has_more_pages(
+    viewer_client: Any, shop: dict[str, Execution]
+) -> None:
+    response = viewer_client.get(URL, {"q": "example", "per_page": 1})
+    counts = {c.status: c.count for c in response.context["chips"]}
+    assert counts == {
+        "RUNNING": "0",
+        "SUCCEEDED": "1",
+        "FAILED": "1",
+        "TIMED_OUT": "1",
+        "ABORTED": "0",
+        "PENDING_REDRIVE": "0",
+    }
+
+
+def test_the_api_searches_the_data_too(viewer_client: Any, shop: dict[str, Execution]) -> None:
+    response = viewer_client.get("/api/executions/", {"q": "input:ord-62604"})
+    assert response.status_code == 200
+    assert [e["name"] for e in response.json()["executions"]] == ["pay-2"]
+    response = viewer_client.get("/api/executions/", {"q": 'input:"ord'})
+    assert response.status_code == 400
+    assert "quote" in response.content.decode()
+
+
+def test_the_syntax_is_explained_next_to_the_box(viewer_client: Any) -> None:
+    body = viewer_client.get(URL).content.decode()
+    assert 'aria-describedby="search-help"' in body
+    assert "<code>error:Payment.*</code>" in body
+    assert "<code>-error:Timeout</code>" in body
+
+
+@pytest.mark.parametrize(
+    ("q", "says"),
+    [
+        ('"unclosed', "the quote at character 1 is not closed"),
+        ('input:"ord-1', "the quote at character 7 is not closed"),
+        ("cause:", "needs a word or a quoted phrase"),
+        ("pay*ment", "may only end a word"),
+        ("error:&|!", "has no letters or digits"),
+        ("x" * 10_000, "longer than 4096 characters"),
+        ("a " * 40, "at most 16 terms"),
+    ],
+)
+def test_a_search_it_cannot_read_is_a_400_that_says_why(
+    viewer_client: Any, q: str, says: str
+) -> None:
+    response = viewer_client.get(URL, {"q": q})
+    assert response.status_code == 400
+    assert html.escape(says, quote=False) in response.content.decode()
+    assert "Bad value for <code>q</code>" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "'; DROP TABLE executions_execution; --",
+        "ord' OR '1'='1",
+        "back\\slash \\\\ \\'",
+        "a & b | !c <-> d:* (e)",
+        "input:ord:*A",
+        "error:'Payment'",
+        "NEAR(a b) AND c OR NOT d",
+        "input:{input} : x",
+        "^ord $ % _ [x]",
+        "ünïcödé 订单 🧾",
+        "name:%_\\",
+        '"a" "b" -"c"',
+        "-",
+    ],
+)
+def test_hostile_searches_are_answered_never_a_500(
+    viewer_client: Any, shop: dict[str, Execution], q: str
+) -> None:
+    response = viewer_client.get(URL, {"q": q})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert "Bad value for <code>q</code>" in response.content.decode()
+    assert Execution.objects.count() == 4
+
+
+def test_metacharacters_are_the_texts_own(viewer_client: Any) -> None:
+    sm = state_machine_row()
+    execution_row(sm, "quoted", input='{"note": "it\'s a & b | c"}')
+    execution_row(sm, "slashed", input='{"path": "C:\\\\temp\\\\ord-5"}')
+    assert names(viewer_client.get(URL, {"q": '"it\'s a & b"'})) == ["quoted"]
+    assert names(viewer_client.get(URL, {"q": "input:temp\\ord-5"})) == ["slashed"]
+
+
+def test_the_query_count_of_a_data_search_is_bounded(
+    viewer_client: Any, django_assert_max_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sm = state_machine_row()
+    for i in range(60):
+        execution_row(sm, f"run-{i}", "SUCCEEDED", T0 + dt.timedelta(seconds=i), input=order(i))
+    monkeypatch.setattr(queries, "SEARCH_WALK", 10)
+    viewer_client.get(URL)
+    # session + user + the accounts and regions, the sync bar's two, the
+    # walk's end, the page near it, the page from the index, the counts.
+    with django_assert_max_num_queries(9):
+        response = viewer_client.get(URL, {"q": "input:ord-3"})
+    assert names(response) == ["run-3"]
+    assert response.context["page"].walked is None
+    if connection.vendor == "postgresql":
+        # The name or the data: the trigram and the data's index together.
+        with django_assert_max_num_queries(9):
+            response = viewer_client.get(URL, {"q": "ord-3"})
+        assert names(response) == ["run-3"]
+    else:
+        # SQLite walks the names, SEARCH_WALK at a time, and says so.
+        response = viewer_client.get(URL, {"q": "ord-3"})
+        assert response.context["page"].walked == 10
