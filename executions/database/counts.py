@@ -161,16 +161,25 @@ def uninstall(connection: BaseDatabaseWrapper) -> None:
 
 @contextmanager
 def paused(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """The triggers off, inside the caller's transaction (the seeder writes
-    millions of rows, then calls rebuild())."""
+    """The triggers off while the seeder writes millions of rows (it then
+    calls rebuild()). Inside the caller's transaction a failure's rollback
+    puts them back; outside one (the seeder's parallel COPY, whose other
+    connections must not fire them either) they are put back here."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for name in _TRIGGERS:
-                cursor.execute(f"ALTER TABLE {EXECUTIONS} DISABLE TRIGGER {name}")
-        yield
-        with connection.cursor() as cursor:
-            for name in _TRIGGERS:
-                cursor.execute(f"ALTER TABLE {EXECUTIONS} ENABLE TRIGGER {name}")
+
+        def turn(state: str) -> None:
+            with connection.cursor() as cursor:
+                for name in _TRIGGERS:
+                    cursor.execute(f"ALTER TABLE {EXECUTIONS} {state} TRIGGER {name}")
+
+        turn("DISABLE")
+        try:
+            yield
+        except BaseException:
+            if not connection.in_atomic_block:
+                turn("ENABLE")
+            raise
+        turn("ENABLE")
     else:
         uninstall(connection)
         yield

@@ -6,14 +6,27 @@ import datetime as dt
 import io
 import json
 import random
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import time_machine
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DataError, connection
 from django.utils import timezone
 
 from executions.history import DETAILS_KEY
-from executions.models import Execution, HistoryEvent, StateMachine, StopRequest, SyncRun
-from executions.seed import data
+from executions.models import (
+    Execution,
+    ExecutionCountDelta,
+    HistoryEvent,
+    StateMachine,
+    StopRequest,
+    SyncRun,
+)
+from executions.seed import data, load
+from tests.database.test_counts import assert_counts_equal_the_table
 
 # The command commits and, on PostgreSQL, runs VACUUM: outside a test transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,3 +113,78 @@ def test_execution_names_are_unique_per_state_machine() -> None:
     ids = {m.name: i for i, m in enumerate(data.MACHINES, start=1)}
     arns = [row[1] for row in data.execution_rows(plan, ids, random.Random(1))]
     assert len(arns) == len(set(arns)) == 5000
+
+
+def _what_was_seeded() -> tuple[list[Any], int, set[str], set[str]]:
+    rows = list(
+        Execution.objects.order_by("pk").values_list(
+            "pk", "arn", "status", "start_date", "stop_date", "input", "last_event_id"
+        )
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN (%s, %s)",
+            [Execution._meta.db_table, HistoryEvent._meta.db_table],
+        )
+        indexes = {name for (name,) in cursor.fetchall()}
+        cursor.execute(
+            "SELECT tgname || ':' || tgenabled::text FROM pg_trigger "
+            "WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            [Execution._meta.db_table],
+        )
+        triggers = {t for (t,) in cursor.fetchall()}
+    return rows, HistoryEvent.objects.count(), indexes, triggers
+
+
+def test_over_several_connections_it_writes_the_same_rows_and_puts_everything_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        with pytest.raises(CommandError, match="--jobs needs PostgreSQL"):
+            seed("--executions", "100", "--jobs", "2")
+        return
+    # Small chunks: every connection gets several.
+    monkeypatch.setattr(load, "COPY_CHUNK", 97)
+    fixed = ["--executions", "2000", "--with-history", "60", "--running", "30"]
+    at = timezone.now().replace(microsecond=0)
+    with time_machine.travel(at, tick=False):
+        seed("--reset", *fixed)
+    one = _what_was_seeded()
+    with time_machine.travel(at, tick=False):
+        seed("--reset", *fixed, "--jobs", "3")
+    three = _what_was_seeded()
+
+    assert len(three[0]) == 2000
+    assert three == one
+    assert {"exec_search_idx", "exec_name_trgm_idx"} <= three[2]
+    assert all(t.endswith(":O") for t in three[3]), three[3]
+    # The counts the pages read equal the table, and the triggers count again.
+    assert not ExecutionCountDelta.objects.exists()
+    assert_counts_equal_the_table()
+    Execution.objects.filter(status="RUNNING").update(status="SUCCEEDED", stop_date=timezone.now())
+    assert ExecutionCountDelta.objects.exists()
+
+
+def test_a_failure_in_one_connection_stops_them_all_and_puts_the_indexes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("--jobs is PostgreSQL's")
+    seed("--reset", "--executions", "300")
+    before = _what_was_seeded()
+    monkeypatch.setattr(load, "COPY_CHUNK", 50)
+    real_rows = data.execution_rows
+
+    def one_bad_row(*args: Any) -> Iterator[tuple[Any, ...]]:
+        for i, row in enumerate(real_rows(*args)):
+            # A status longer than the column: PostgreSQL refuses that chunk.
+            yield row if i != 420 else tuple("X" * 500 if v == "SUCCEEDED" else v for v in row)
+
+    monkeypatch.setattr(data, "execution_rows", one_bad_row)
+    with pytest.raises(DataError):
+        seed("--reset", "--executions", "1000", "--jobs", "2")
+    after = _what_was_seeded()
+    # Not one transaction: the reset happened, and no part of the COPY stayed.
+    assert after[0] == []
+    assert after[2] == before[2]
+    assert after[3] == before[3]
