@@ -40,6 +40,18 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def drop_database(url: str) -> None:
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("postgres"):
+        return
+    import psycopg
+
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def setup_django(database_url: str | None = None, redis_url: str | None = None, **env: str) -> None:
     """Point Django at the benchmark database (created and migrated if needed)."""
     os.environ["DATABASE_URL"] = database_url or os.environ.get(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.common import ROOT, ensure_database, report
+from bench.common import ROOT, drop_database, ensure_database, report
 from bench.pages import DB_1M, DB_1M_SQLITE, DB_10K, DB_10M
 
 SEEDS = {
@@ -64,6 +64,10 @@ _TOTAL = re.compile(r"^Seeded (?P<rows>[\d,]+) rows in (?P<s>[\d.]+) s \((?P<rat
 
 
 def seed(url: str, extra: list[str]) -> dict[str, Any]:
+    if "--jobs" in extra:
+        # Not one transaction: a seed killed half-way (kill -9) may have left
+        # the tables without their indexes, which a new seed would not know.
+        drop_database(url)
     ensure_database(url)
     if url.startswith("sqlite:"):
         Path(urlparse(url).path).parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,10 @@ With `jobs` > 1 (PostgreSQL, outside a transaction) the executions go in
 over that many connections and the indexes are built that many at once: one
 COPY is bound by its PostgreSQL backend (96 µs an execution, against 44 µs
 for the Python that makes the row; bench/README.md), and a GIN index builds
-on one core. The search's GIN index is then kept up by the COPYs instead
-(KEPT_IN_PARALLEL). At 1,000,000 executions on 2 cores: 201 s with one job,
-159 s with two, 137 s with two and that index kept.
+on one core. At 1,000,000 executions on 2 cores: 201 s with one job, 159 s
+with two. (Keeping the search's GIN index up during the COPYs instead of
+building it after them made 1,000,000 faster, 137 s, and 10,000,000
+slower: the COPYs fell from 8,300 to 5,700 rows a second as the index grew.)
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ EVENTS = HistoryEvent._meta.db_table
 INSERT_BATCH = 2000
 # Executions handed to one of the parallel COPYs at a time.
 COPY_CHUNK = 2000
-# Kept up by the parallel COPYs rather than built after them: the search's
-# GIN index builds on one core for as long as the rest take on two (59 s at
-# 1,000,000), and taking its rows as they come costs about the same in all.
-KEPT_IN_PARALLEL = ("exec_search_idx",)
 
 # (what, rows, seconds)
 Timing = tuple[str, int, float]
@@ -68,11 +65,7 @@ def seed(plan: data.Plan, *, big: bool, step: Step, timings: list[Timing], jobs:
     rng = random.Random(plan.seed)
     machines = _state_machines(plan, timings)
     empty = not Execution.objects.exists() and not HistoryEvent.objects.exists()
-    dropped = (
-        _drop_indexes([EXECUTIONS, EVENTS], keep=KEPT_IN_PARALLEL if jobs > 1 else ())
-        if empty
-        else []
-    )
+    dropped = _drop_indexes([EXECUTIONS, EVENTS]) if empty else []
     try:
         # The count triggers would add three rows per execution: counted once
         # at the end instead.
@@ -89,6 +82,13 @@ def seed(plan: data.Plan, *, big: bool, step: Step, timings: list[Timing], jobs:
             step("history events", lambda: _copy(EVENTS, data.EVENT_COLUMNS, _histories(plan, rng)))
             if big:
                 step("25,000-event history", lambda: _big(plan, machines, rng))
+            if jobs > 1:
+                # Before the indexes, while an UPDATE of a row touches two
+                # indexes instead of twenty (at 10,000,000 after them: 146 s).
+                # Committed before they are built, so unlike below they are
+                # usable at once, unless some older transaction still runs
+                # on the server (pg_index.indcheckxmin, below).
+                step("history bookkeeping", _mark_histories, counted=False)
     except BaseException:
         # Committed as they went: the rows written so far stay, the indexes
         # come back. (In a transaction the rollback brings them back.)
@@ -101,7 +101,8 @@ def seed(plan: data.Plan, *, big: bool, step: Step, timings: list[Timing], jobs:
     # is unusable (pg_index.indcheckxmin) until every transaction older than
     # it has ended, and any long one on the server (another seed) keeps the
     # pages on sequential scans meanwhile.
-    step("history bookkeeping", _mark_histories, counted=False)
+    if jobs == 1:
+        step("history bookkeeping", _mark_histories, counted=False)
     step("counts per state machine", lambda: counts.rebuild(connection, plan.now), counted=False)
     step(
         "stop requests",
@@ -372,7 +373,7 @@ def _reset_sequences(models: list[Any]) -> None:
             cursor.execute(sql)
 
 
-def _drop_indexes(tables: list[str], keep: tuple[str, ...] = ()) -> list[str]:
+def _drop_indexes(tables: list[str]) -> list[str]:
     """Drop the secondary indexes and the unique and foreign key constraints of
     `tables` (PostgreSQL only), inside the caller's transaction; returns the
     statements that rebuild them."""
@@ -402,8 +403,6 @@ def _drop_indexes(tables: list[str], keep: tuple[str, ...] = ()) -> list[str]:
                     f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
                 )
             for name, definition in indexes:
-                if name in keep:
-                    continue
                 cursor.execute(f'DROP INDEX "{name}"')
                 rebuild_indexes.append(definition)
     # Indexes first, then constraints (a unique one builds its own index).

@@ -20,6 +20,7 @@ has read their history.
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,10 @@ from django.utils import timezone
 from executions.models import Execution
 from executions.reads import places
 from executions.seed import data, load
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 class Command(BaseCommand):
@@ -72,8 +77,9 @@ class Command(BaseCommand):
             metavar="N",
             help="PostgreSQL: write the executions over N connections and build N indexes "
             "at once (faster on a machine with cores to spare, for 10,000,000 executions); "
-            "not in one transaction, so a failure leaves the rows written so far (the "
-            "indexes and triggers are put back) and nothing else should write meanwhile",
+            "not in one transaction, so a failure or a kill leaves the rows written so far "
+            "(the indexes and triggers are put back; after kill -9 they are not: drop the "
+            "database) and nothing else should write meanwhile",
         )
         parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
         parser.add_argument("--days", type=int, default=365, help="start times span (days)")
@@ -106,6 +112,10 @@ class Command(BaseCommand):
         )
         started = time.monotonic()
         self.timings: list[tuple[str, int, float]] = []
+        if jobs > 1:
+            # Not one transaction: a plain `kill` must still put the indexes
+            # and triggers back (load.seed does, on the way out).
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         # One transaction, unless the rows go in over several connections.
         with transaction.atomic() if jobs == 1 else contextlib.nullcontext():
             if options["reset"]:
