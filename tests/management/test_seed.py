@@ -5,12 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DataError, connection
@@ -27,6 +32,7 @@ from executions.models import (
 )
 from executions.seed import data, load
 from tests.database.test_counts import assert_counts_equal_the_table
+from tests.support.helpers import wait_for
 
 # The command commits and, on PostgreSQL, runs VACUUM: outside a test transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,6 +191,44 @@ def test_a_failure_in_one_connection_stops_them_all_and_puts_the_indexes_back(
         seed("--reset", "--executions", "1000", "--jobs", "2")
     after = _what_was_seeded()
     # Not one transaction: the reset happened, and no part of the COPY stayed.
+    assert after[0] == []
+    assert after[2] == before[2]
+    assert after[3] == before[3]
+
+
+def test_a_parallel_seed_stopped_half_way_puts_the_indexes_and_triggers_back() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("--jobs is PostgreSQL's")
+    seed("--reset", "--executions", "100")
+    before = _what_was_seeded()
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    seeder = subprocess.Popen(
+        [sys.executable, "manage.py", "seed", "--reset", "--executions", "3000000", "--jobs", "2"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def copying() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM pg_stat_progress_copy "
+                    "WHERE datname = current_database() AND tuples_processed > 0"
+                )
+                return cursor.fetchone()[0] == 2
+
+        wait_for(copying, timeout=120)
+        seeder.send_signal(signal.SIGTERM)
+        _, stderr = seeder.communicate(timeout=120)
+    finally:
+        seeder.kill()
+    assert seeder.returncode == 128 + signal.SIGTERM, stderr
+    after = _what_was_seeded()
+    # The reset was committed; no part of the COPY was.
     assert after[0] == []
     assert after[2] == before[2]
     assert after[3] == before[3]
