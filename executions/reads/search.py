@@ -28,7 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import BooleanField, Expression, F, Q
+from django.db.models import BooleanField, CharField, Expression, F, Q, Value
+from django.db.models.functions import Concat
+from django.db.models.lookups import IContains
 from django.db.models.sql.compiler import SQLCompiler
 
 # Characters of each field that are indexed (migration 0012 says the same).
@@ -40,6 +42,10 @@ _SCOPES = (*FIELDS, "name")
 MAX_TERMS = 16
 MAX_TERM = 256
 _SCOPE = re.compile(r"(input|output|error|cause|name):", re.IGNORECASE)
+# A day as names carry it: YYYYMMDD.
+_DAY = re.compile(r"(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
+# The name as an expression no index serves (see _name_contains).
+_UNINDEXED_NAME = Concat(F("name"), Value(""), output_field=CharField())
 # What both databases' tokenizers keep: letters and digits.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -228,11 +234,11 @@ def condition(search: Search, vendor: str) -> Q:
     """The executions the search finds, as one condition."""
     data = _data_condition(search.data, vendor)
     if search.either:
-        name = Q(name__icontains=search.either)
+        name = _name_contains(search.either, vendor)
         return name | data if data is not None else name
     q = Q()
     for part in search.names:
-        q &= Q(name__icontains=part)
+        q &= _name_contains(part, vendor)
     for part in search.not_names:
         q &= ~Q(name__icontains=part)
     if data is not None:
@@ -240,6 +246,18 @@ def condition(search: Search, vendor: str) -> Q:
     if search.not_data:
         q &= Q(_DataMatch(_query(search.not_data, vendor, any_of=True), negate=True))
     return q
+
+
+def _name_contains(text: str, vendor: str) -> Q:
+    """The name contains `text`. A day (20260605) is found on PostgreSQL by
+    the trigrams of its last five digits, then tested whole on each row:
+    the year's trigrams ("202", "026", "260") are in nearly every name, and
+    reading them made the trigram index scan 10,719 pages for one day at
+    10,000,000 executions (100 ms); the tail's, 492 pages (16 ms). The same
+    rows either way: the whole contains its tail."""
+    if vendor == "postgresql" and _DAY.fullmatch(text):
+        return Q(name__icontains=text[-5:]) & Q(IContains(_UNINDEXED_NAME, text))
+    return Q(name__icontains=text)
 
 
 def data_condition(search: Search, vendor: str) -> Q | None:

@@ -335,3 +335,27 @@ def test_the_query_count_of_a_data_search_is_bounded(
         # SQLite walks the names, SEARCH_WALK at a time, and says so.
         response = viewer_client.get(URL, {"q": "ord-3"})
         assert response.context["page"].walked == 10
+
+
+def test_a_day_finds_the_names_that_carry_it_and_no_name_that_has_only_its_tail(
+    viewer_client: Any,
+) -> None:
+    """A day's name search reads the trigram index by the day's tail on
+    PostgreSQL (search._name_contains), then tests the day whole."""
+    sm = state_machine_row("nightly")
+    at = T0
+    for name in ("run-20260605-0100", "run-20260605-0200", "run-19960605-0100", "run-20260606"):
+        at += dt.timedelta(minutes=1)
+        execution_row(sm, name, "SUCCEEDED", at)
+    # Its data has the day as a word: found too, as any plain word would be.
+    execution_row(sm, "run-x", "SUCCEEDED", at + dt.timedelta(minutes=1), input='{"day": 20260605}')
+
+    found = names(viewer_client.get(URL, {"q": "20260605"}))
+    assert found == ["run-x", "run-20260605-0200", "run-20260605-0100"]
+    assert names(viewer_client.get(URL, {"q": "name:20260605"})) == found[1:]
+    assert names(viewer_client.get(URL, {"q": "19960605"})) == ["run-19960605-0100"]
+    assert names(viewer_client.get(URL, {"q": "60605"})) == [
+        "run-19960605-0100",
+        "run-20260605-0200",
+        "run-20260605-0100",
+    ]
