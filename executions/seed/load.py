@@ -19,6 +19,7 @@ import datetime as dt
 import itertools
 import queue
 import random
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,8 @@ EXECUTIONS = Execution._meta.db_table
 EVENTS = HistoryEvent._meta.db_table
 # Executions per INSERT where there is no COPY.
 INSERT_BATCH = 2000
+# A unique constraint as pg_get_constraintdef gives it (not deferrable).
+_UNIQUE = re.compile(r"UNIQUE \((?P<columns>[^()]+)\)")
 # Executions handed to one of the parallel COPYs at a time.
 COPY_CHUNK = 2000
 
@@ -385,7 +388,7 @@ def _drop_indexes(tables: list[str]) -> list[str]:
         for table in tables:
             cursor.execute(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = %s::regclass AND contype IN ('u', 'f')",
+                "WHERE conrelid = %s::regclass AND contype IN ('u', 'f') ORDER BY contype DESC",
                 [table],
             )
             constraints = cursor.fetchall()
@@ -399,13 +402,24 @@ def _drop_indexes(tables: list[str]) -> list[str]:
             indexes = cursor.fetchall()
             for name, definition in constraints:
                 cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-                rebuild_constraints.append(
-                    f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
-                )
+                if unique := _UNIQUE.fullmatch(definition):
+                    # Its index built as the others are (several at once with
+                    # jobs), then made the constraint, which is instant.
+                    rebuild_indexes.append(
+                        f'CREATE UNIQUE INDEX "{name}" ON {table} ({unique["columns"]})'
+                    )
+                    rebuild_constraints.append(
+                        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" UNIQUE USING INDEX "{name}"'
+                    )
+                else:
+                    rebuild_constraints.append(
+                        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+                    )
             for name, definition in indexes:
                 cursor.execute(f'DROP INDEX "{name}"')
                 rebuild_indexes.append(definition)
-    # Indexes first, then constraints (a unique one builds its own index).
+    # Indexes first, then constraints (the unique ones first: a foreign key
+    # may need one).
     return rebuild_indexes + rebuild_constraints
 
 
