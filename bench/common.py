@@ -26,30 +26,31 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def ensure_database(url: str) -> None:
+def _on_server(url: str, statement: Callable[[str, Any], None]) -> None:
+    """Run `statement(name, connection)` on the server's `postgres` database
+    for the database `url` names (PostgreSQL only)."""
     parsed = urlparse(url)
     if not parsed.scheme.startswith("postgres"):
         return
     import psycopg
 
-    name = parsed.path.lstrip("/")
     admin = parsed._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
+        statement(parsed.path.lstrip("/"), conn)
+
+
+def ensure_database(url: str) -> None:
+    def create(name: str, conn: Any) -> None:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+    _on_server(url, create)
 
 
 def drop_database(url: str) -> None:
-    parsed = urlparse(url)
-    if not parsed.scheme.startswith("postgres"):
-        return
-    import psycopg
-
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _on_server(
+        url, lambda name, conn: conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
 
 
 def setup_django(database_url: str | None = None, redis_url: str | None = None, **env: str) -> None:
