@@ -357,7 +357,9 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
     """One page of the list, newest first, in one query. A search takes one
     more first (where its walk ends); when it is rare near the cursor, the
     page comes from the index in the same statement (_near_or_all), or, with
-    no index to ask, is a partial page (see Page.walked)."""
+    no index to ask, is a partial page (see Page.walked). A day's search on
+    PostgreSQL needs no walk: its indexes give its matches in start order
+    (_day_members)."""
     size = per_page + 1
     qs = matching(filters, in_start_order=True)
     if len(filters.statuses) > 1:
@@ -390,6 +392,9 @@ def page(filters: Filters, cursor: Cursor | None, per_page: int = DEFAULT_PER_PA
         saw_all = bool(rows) and getattr(rows[0], "walk_end", 0) is None
         if indexed and len(rows) < size and not saw_all:
             rows = _sorted_page(qs, wanted, cursor, size)
+    elif found is not None and (day := search.name_day(found, vendor)) is not None:
+        ids = _union_of_ids(_day_members(found, day, plain, cursor, size, vendor))
+        rows = list(_window(_row_fields(plain, found).filter(id__in=ids), cursor, size, walk=False))
     elif found is not None:
         end = _walk_end(plain, cursor)
         near = _near(found, plain, cursor, size, end, vendor)
@@ -451,6 +456,38 @@ def _sorted_page(
     rows, their inputs read from TOAST, for one day's search at 1M."""
     ids = _window(qs, cursor, size, walk=False).values("id")
     return list(_window(wanted.filter(id__in=ids), cursor, size, walk=False))
+
+
+def _day_members(
+    found: search.Search,
+    day: str,
+    plain: QuerySet[Execution],
+    cursor: Cursor | None,
+    size: int,
+    vendor: str,
+) -> list[QuerySet[Execution]]:
+    """A day's search (q=20260605, PostgreSQL) as up to three pages, each
+    from its own index, whose union holds the page:
+
+    - the names whose first day it is, walked newest first on
+      exec_name_day_idx: it stops after `size` rows, however many carry it;
+    - the names with more than one day that contain it (a day other than
+      the first can only be in those), from exec_name_days_trgm_idx, sorted;
+    - unless the search is scoped to the name, the executions whose data has
+      it as a word, from the data's index, sorted.
+
+    Every name that contains the day is in the first or the second: where
+    the first day in it is another, a second day starts after that one's
+    first character. The trigram index (search._name_contains) finds the
+    same names in no order, and the page sorted every one: 15,747 at
+    10,000,000 executions, ten times as many as at 1,000,000."""
+    first = plain.alias(name_day=search.NameDay("name")).filter(name_day=day)
+    more = plain.filter(search.NameMoreDays("name"), name__icontains=day)
+    members = [_window(first, cursor, size), _window(more, cursor, size, walk=False)]
+    data = search.data_condition(found, vendor)
+    if data is not None:
+        members.append(_window(plain.filter(data), cursor, size, walk=False))
+    return members
 
 
 def _near_or_all(near: QuerySet[Execution], every: QuerySet[Execution], size: int) -> RawSQL:

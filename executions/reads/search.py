@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import BooleanField, CharField, Expression, F, Q, Value
+from django.db.models import BooleanField, CharField, Expression, F, Func, Q, Value
 from django.db.models.functions import Concat
 from django.db.models.lookups import IContains
 from django.db.models.sql.compiler import SQLCompiler
@@ -254,10 +254,44 @@ def _name_contains(text: str, vendor: str) -> Q:
     the year's trigrams ("202", "026", "260") are in nearly every name, and
     reading them made the trigram index scan 10,719 pages for one day at
     10,000,000 executions (100 ms); the tail's, 492 pages (16 ms). The same
-    rows either way: the whole contains its tail."""
+    rows either way: the whole contains its tail. (The list's page asks
+    migration 0014's indexes instead, in start order: queries._day_members.
+    This serves the counts and the bulk actions.)"""
     if vendor == "postgresql" and _DAY.fullmatch(text):
         return Q(name__icontains=text[-5:]) & Q(IContains(_UNINDEXED_NAME, text))
     return Q(name__icontains=text)
+
+
+class NameDay(Func):
+    """The first day (YYYYMMDD) in the name, or NULL: migration 0014's
+    function, which exec_name_day_idx keys on (PostgreSQL)."""
+
+    function = "sfnui_name_day"
+    output_field = CharField()
+
+
+class NameMoreDays(Func):
+    """Whether the name holds more than one day: the names that can contain a
+    day that is not their first (exec_name_days_trgm_idx, PostgreSQL)."""
+
+    function = "sfnui_name_more_days"
+    output_field = BooleanField()
+    conditional = True
+
+
+def name_day(search: Search, vendor: str) -> str | None:
+    """The day a search of one term looks for in the names (and, unscoped,
+    the data), on PostgreSQL, where migration 0014's indexes find the names
+    that contain it in start order; None for any other search."""
+    if vendor != "postgresql" or len(search.terms) != 1:
+        return None
+    term = search.terms[0]
+    if term.exclude or term.phrase or term.scope not in ("", "name"):
+        return None
+    # The indexes' pattern reads ASCII digits; \d would also take others.
+    if term.text.isascii() and _DAY.fullmatch(term.text):
+        return term.text
+    return None
 
 
 def data_condition(search: Search, vendor: str) -> Q | None:

@@ -337,6 +337,111 @@ def test_the_query_count_of_a_data_search_is_bounded(
         assert response.context["page"].walked == 10
 
 
+DAY = "20260605"
+# The names that contain the day, wherever it stands: first, second after
+# another day, overlapping one, inside a longer run of digits, after an
+# invalid one; and names that do not.
+CARRY = (
+    "nightly-20260605-0100",
+    "nightly-20260605-0200",
+    "NIGHTLY-20260605-0300",
+    "backfill-20260101-20260605",
+    "re-2026060520260606",
+    "joined-2026060620260605",
+    "x-2020260605",
+    "bad-20261305-20260605",
+    "20260605",
+)
+MISS = ("run-20260606", "tail-60605", "year-2026", "b3f1c2d4-0605-4a1b-9c2d-20260604aa")
+
+
+def day_rows() -> set[str]:
+    """Executions of two state machines, the names above started over a year
+    (some in the same microsecond), and one whose data has the day as a word."""
+    sms = [state_machine_row("nightly"), state_machine_row("backfill")]
+    for i, name in enumerate(CARRY * 3 + MISS * 3):
+        at = T0 + dt.timedelta(days=(i * 37) % 365, minutes=(i % 4) // 2)
+        execution_row(sms[i % 2], f"{name}#{i}", "SUCCEEDED", at)
+    execution_row(
+        sms[0], "data-only", "FAILED", T0 + dt.timedelta(days=3), input=f'{{"day": {DAY}}}'
+    )
+    return {f"{name}#{i}" for i, name in enumerate(CARRY * 3)}
+
+
+def pages(filters: queries.Filters, per_page: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Every page following "older", then every page back following "newer"."""
+    forward: list[queries.Page] = [queries.page(filters, None, per_page)]
+    while forward[-1].older is not None:
+        forward.append(queries.page(filters, forward[-1].older, per_page))
+        assert len(forward) < 40
+    backward: list[queries.Page] = []
+    cursor = forward[-1].newer
+    while cursor is not None:
+        backward.append(queries.page(filters, cursor, per_page))
+        cursor = backward[-1].newer
+        assert len(backward) < 40
+    return [[r.name for r in p.rows] for p in forward], [[r.name for r in p.rows] for p in backward]
+
+
+@pytest.mark.parametrize("scope", ["", "name:"])
+def test_a_days_search_pages_through_every_name_that_carries_it_newest_first(scope: str) -> None:
+    """On PostgreSQL a day's search is three ordered pages from three
+    indexes (queries._day_members); the rows are those of a plain substring
+    test either way, in the list's order, page after page and back."""
+    carry = day_rows()
+    if not scope:
+        carry.add("data-only")
+    expected = list(
+        Execution.objects.filter(name__in=carry)
+        .order_by("-start_date", "-id")
+        .values_list("name", flat=True)
+    )
+    forward, backward = pages(queries.Filters(q=scope + DAY), per_page=4)
+    assert [n for p in forward for n in p] == expected
+    assert [len(p) for p in forward[:-1]] == [4] * (len(forward) - 1)
+    assert backward == forward[-2::-1]
+    # With another filter, and a status that only the data-only row has.
+    failed, _ = pages(queries.Filters(q=scope + DAY, statuses=("FAILED",)), per_page=4)
+    assert failed == ([["data-only"]] if not scope else [[]])
+
+
+def test_a_days_page_is_one_query_on_postgresql() -> None:
+    day_rows()
+    with CaptureQueriesContext(connection) as ctx:
+        page = queries.page(queries.Filters(q=DAY), None, 5)
+    assert len(page.rows) == 5
+    # SQLite walks exec_start_idx first, as for any name search.
+    assert len(ctx.captured_queries) == (1 if connection.vendor == "postgresql" else 2)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="migration 0014's functions")
+def test_the_indexes_functions_find_the_days_the_searchs_pattern_finds() -> None:
+    """sfnui_name_day and sfnui_name_more_days (migration 0014) against
+    search._DAY on strings made to hold days, near-days and overlaps."""
+    import random
+    import re
+
+    day = re.compile(search._DAY.pattern, re.ASCII)
+    rng = random.Random(5)
+    pieces = ["20260605", "2026", "0605", "19991231", "20261305", "2020", "06", "-", "x", "1", "9"]
+    texts = ["", "20260605", "2020260605", "2026060520260606", "20200606 05"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(400)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t, sfnui_name_day(t), sfnui_name_more_days(t) FROM unnest(%s::text[]) AS t",
+            [texts],
+        )
+        got = cursor.fetchall()
+    for text, first, more in got:
+        found = day.search(text)
+        assert first == (found[0] if found else None), text
+        later = found is not None and any(
+            day.match(text, i) for i in range(found.start() + 1, len(text))
+        )
+        assert more is later, text
+    assert sum(1 for _, _, more in got if more) > 20
+
+
 def test_a_day_finds_the_names_that_carry_it_and_no_name_that_has_only_its_tail(
     viewer_client: Any,
 ) -> None:
