@@ -44,7 +44,7 @@ MAX_TERM = 256
 _SCOPE = re.compile(r"(input|output|error|cause|name):", re.IGNORECASE)
 # A day as names carry it: YYYYMMDD.
 _DAY = re.compile(r"(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
-# The name as an expression no index serves (see _name_contains).
+# The name as an expression no index serves (see name_contains).
 _UNINDEXED_NAME = Concat(F("name"), Value(""), output_field=CharField())
 # What both databases' tokenizers keep: letters and digits.
 _WORD = re.compile(r"[^\W_]+")
@@ -234,11 +234,11 @@ def condition(search: Search, vendor: str) -> Q:
     """The executions the search finds, as one condition."""
     data = _data_condition(search.data, vendor)
     if search.either:
-        name = _name_contains(search.either, vendor)
+        name = name_contains(search.either, vendor)
         return name | data if data is not None else name
     q = Q()
     for part in search.names:
-        q &= _name_contains(part, vendor)
+        q &= name_contains(part, vendor)
     for part in search.not_names:
         q &= ~Q(name__icontains=part)
     if data is not None:
@@ -248,7 +248,7 @@ def condition(search: Search, vendor: str) -> Q:
     return q
 
 
-def _name_contains(text: str, vendor: str) -> Q:
+def name_contains(text: str, vendor: str) -> Q:
     """The name contains `text`. A day (20260605) is found on PostgreSQL by
     the trigrams of its last five digits, then tested whole on each row:
     the year's trigrams ("202", "026", "260") are in nearly every name, and

@@ -446,7 +446,7 @@ def test_a_day_finds_the_names_that_carry_it_and_no_name_that_has_only_its_tail(
     viewer_client: Any,
 ) -> None:
     """A day's name search reads the trigram index by the day's tail on
-    PostgreSQL (search._name_contains), then tests the day whole."""
+    PostgreSQL (search.name_contains), then tests the day whole."""
     sm = state_machine_row("nightly")
     at = T0
     for name in ("run-20260605-0100", "run-20260605-0200", "run-19960605-0100", "run-20260606"):
