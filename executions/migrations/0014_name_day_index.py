@@ -53,16 +53,31 @@ INDEXES = (
 )
 
 
+# How many names hold more than one day: without it the planner guesses 2 %
+# of the table for the partial index's predicate (201,105 rows at
+# 10,000,000 where there were none), and reads the index in parallel workers,
+# 8 ms to start them. Expression statistics are PostgreSQL 14's.
+STATISTICS = (
+    "CREATE STATISTICS IF NOT EXISTS exec_name_more_days_stat "
+    "ON (sfnui_name_more_days(name::text)) FROM executions_execution"
+)
+
+
 def forwards(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     for sql in (*FUNCTIONS, *INDEXES):
         schema_editor.execute(sql)
+    if schema_editor.connection.pg_version >= 140000:
+        schema_editor.execute(STATISTICS)
+    # The indexes' expressions and the statistics count from the next ANALYZE.
+    schema_editor.execute("ANALYZE executions_execution")
 
 
 def backwards(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
+    schema_editor.execute("DROP STATISTICS IF EXISTS exec_name_more_days_stat")
     schema_editor.execute("DROP INDEX IF EXISTS exec_name_days_trgm_idx")
     schema_editor.execute("DROP INDEX IF EXISTS exec_name_day_idx")
     schema_editor.execute("DROP FUNCTION IF EXISTS sfnui_name_more_days(text)")
