@@ -16,9 +16,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from executions.actions import stop
 from executions.links import keep_tz
 from executions.reads import places, queries, search, versions
 from executions.times import iso_z
+from executions.web import list_rows
 from executions.web.forms import (
     MAX_QUERY,
     STATUSES,
@@ -114,7 +116,14 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
                     _with(request, account=sm.account, region=sm.region),
                 )
             ex.place = there[place]  # type: ignore[attr-defined]
+    polling = any(ex.is_open for ex in page.rows)
     context: dict[str, Any] = {
+        "rows_html": list_rows.rows_html(
+            page.rows,
+            request,
+            pick=polling and stop.can_stop(request.user),
+            places=choices.several,
+        ),
         "place_choices": choices,
         "form": form,
         "filters": filters,
@@ -135,7 +144,7 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
         "older_url": _with(request, cursor=page.older.encode()) if page.older else None,
         "newest_url": _with(request, cursor=None),
         "at_newest": form.cleaned_data["cursor"] is None,
-        "polling": any(ex.is_open for ex in page.rows),
+        "polling": polling,
         "poll_seconds": POLL_SECONDS,
         "clear_url": _url(request, {}),
         "presets": _presets(request),
