@@ -6,8 +6,10 @@ the text made for chat:
   the list's presets, the activity chart's, the bulk stop's selection);
 - `when`: for people, in the active zone with the zone named (the `when`
   template filter, and the messages the views write);
-- `human_seconds`: a duration as people say it (the `seconds`, `ago` and
-  `duration` template helpers, the incident summary, link previews).
+- `human_seconds`: a duration as people say it (the `seconds` template
+  filter, the incident summary, link previews);
+- `ago` and `duration`: how long ago, and how long it ran or has run (the
+  template helpers of those names, the list's rows).
 
 Imports nothing of executions: template tags, text and views all use it.
 """
@@ -50,3 +52,19 @@ def human_seconds(seconds: float) -> str:
         return f"{hours} h {minutes} m" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def ago(value: dt.datetime | None) -> str:
+    if value is None:
+        return "never"
+    delta = (timezone.now() - value).total_seconds()
+    if delta < 0:
+        return f"in {human_seconds(-delta)}"
+    return f"{human_seconds(delta)} ago"
+
+
+def duration(start: dt.datetime | None, stop: dt.datetime | None = None) -> str:
+    """From start to stop, or to now while it runs."""
+    if start is None:
+        return "—"
+    return human_seconds(((stop or timezone.now()) - start).total_seconds())

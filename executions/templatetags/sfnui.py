@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from executions.links import keep_tz, tz_query
-from executions.times import human_seconds, iso_z, when
+from executions.times import ago, duration, human_seconds, iso_z, when
 
 register = template.Library()
 
@@ -48,22 +48,8 @@ def iso(value: dt.datetime | None) -> str:
     return iso_z(value) if value else ""
 
 
-@register.filter
-def ago(value: dt.datetime | None) -> str:
-    if value is None:
-        return "never"
-    delta = (timezone.now() - value).total_seconds()
-    if delta < 0:
-        return f"in {human_seconds(-delta)}"
-    return f"{human_seconds(delta)} ago"
-
-
-@register.simple_tag
-def duration(start: dt.datetime | None, stop: dt.datetime | None = None) -> str:
-    """From start to stop, or to now while it runs."""
-    if start is None:
-        return "—"
-    return human_seconds(((stop or timezone.now()) - start).total_seconds())
+register.filter("ago", ago)
+register.simple_tag(duration, name="duration")
 
 
 @register.filter

@@ -20,8 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from executions.links import keep_tz
 from executions.models import Execution
-from executions.templatetags.sfnui import ago, duration
-from executions.times import iso_z, when
+from executions.times import ago, duration, iso_z, when
 
 
 def rows_html(
